@@ -1,0 +1,327 @@
+"""Configuration: dataclasses, presets (paper, ablations, demo), YAML files and dotted overrides, builders.
+
+A config is ``Config(model=ModelConfig, data=DataConfig, train=TrainConfig)``. Presets are one line each
+(a dict of dotted overrides on top of the defaults); YAML files and ``key=value`` overrides are applied on
+top of a preset in that order. Only the builders here read config objects; modules take plain arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "TrainConfig",
+    "Config",
+    "ConfigError",
+    "PRESETS",
+    "load_preset",
+    "load_config",
+    "apply_overrides",
+    "config_to_dict",
+    "config_from_dict",
+    "build_generator",
+    "build_discriminator",
+    "level_shapes",
+]
+
+
+class ConfigError(UserError, ValueError):
+    """A bad preset name, config key or value; the message names the field and what was expected."""
+
+
+@dataclass
+class ModelConfig:
+    # --- generator (reference.md §1) ---
+    n_frames: int = 16  # frames at level 1 in training (and at inference unless overridden)
+    z_dim: int = 256  # latent size; z ~ U(-1, 1)
+    t_size: int = 3  # CLSTM grid size; final resolution = t_size * 64
+    ch: int = 32  # base width of the up-blocks
+    clstm_ch: int = 1024  # ConvLSTM channels
+    n_layers: int = 1  # stacked ConvLSTMs
+    out_channels: int = 3  # RGB
+    n_classes: int = 0  # > 0: class-conditional BatchNorm in G (and a projection term in D)
+    frame_strides: list[int] = field(default_factory=lambda: [2, 2, 2])  # one per subsampling layer
+    batch_strides: list[int] = field(default_factory=lambda: [1, 1, 1])  # adaptive batch reduction
+    crop_factors: list[int] = field(default_factory=lambda: [1, 1, 1])  # paper §3.1 spatial crop (1 = off)
+    use_avg_pooling: bool = False  # ablation: mean over frame groups instead of strided sampling
+    render_level: int = 4  # level rendered at inference (1..n_levels)
+    bn_eps: float = 2e-5  # Chainer's BatchNormalization eps
+    # --- discriminator (reference.md §2) ---
+    d_ch: int = 64  # width of the first 3D ResNet block (64-128-256-512-1024)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.frame_strides) + 1
+
+    @property
+    def resolution(self) -> int:
+        return self.t_size * 64
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # synthetic | hdf5 | folder (auto-detected from --data when given)
+    path: str | None = None  # HDF5 file / folder of videos; None = built-in synthetic dataset
+    xmargin: int = 4  # official UCF101 random x-crop margin (x0 in [xmargin, W - size - xmargin])
+    xflip: bool = True  # random horizontal flip in training
+    num_workers: int = 2  # DataLoader workers
+    synthetic_size: int = 4096  # clips in the synthetic dataset (deterministic from the seed)
+
+
+@dataclass
+class TrainConfig:
+    batch: int = 32  # per-device batch at level 1 (global batch = batch * world size)
+    iterations: int = 100_000  # linear lr decay reaches 0 here
+    lr: float = 1e-4  # Adam alpha for G and D
+    betas: tuple[float, float] = (0.0, 0.9)
+    adam_eps: float = 8e-8
+    n_dis: int = 1  # D steps per iteration (G updated on the first only)
+    r1_lambda: float = 0.5  # λ per device batch of 32, summed (reference §2.4)
+    r1_reference_batch: int = 32  # λ_sum = r1_lambda * r1_reference_batch / batch (see docs)
+    seed: int = 1701
+    precision: str = "fp32"  # fp32 | bf16
+    compile: bool = False
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 3
+    sample_every: int = 2000
+    log_every: int = 100
+    eval_every: int = 0  # classifier score every K iterations (0 = off)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "ucf101-192"
+
+
+# One line per preset: dotted overrides on top of the defaults (the official UCF101 run).
+PRESETS: dict[str, dict[str, Any]] = {
+    "ucf101-192":        {},  # official README run: t_size 3, CLSTM 1024, frame stride 2, batch stride 1
+    "ucf101-192-bsr":    {"model.batch_strides": [2, 2, 2]},  # paper Table 1: frame + batch reduction
+    "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
+    "frame-only":        {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
+    "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
+    "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
+    "demo-64":           {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+}
+
+# The Table 1 ablations that derive from a base preset (used by `bench cost` and benchmarks/ablation.py).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "frame-only": {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
+    "batch-only": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
+    "no-subsampling": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
+}
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of ``config_to_dict``; unknown keys raise ``ConfigError``."""
+    cfg = Config()
+    for key, value in d.items():
+        if key == "preset":
+            cfg.preset = str(value)
+        elif key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section '{key}' must be a mapping, got {type(value).__name__}")
+            for sub_key, sub_value in value.items():
+                _set(cfg, f"{key}.{sub_key}", sub_value)
+        else:
+            raise ConfigError(f"unknown config section '{key}' (expected model, data, train or preset)")
+    _validate(cfg)
+    return cfg
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    """Convert ``value`` to the type of the field's current value, or raise a one-line ConfigError."""
+    if default is None or value is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, (list, tuple)):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            items = [_coerce(v, default[0], key) for v in value] if default else list(value)
+            return type(default)(items)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{key}' expects {type(default).__name__}, got {value!r}"
+        ) from None
+    return value
+
+
+def _set(cfg: Config, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if len(parts) != 2 or parts[0] not in _SECTIONS:
+        raise ConfigError(f"unknown config key '{dotted}' (expected section.field, e.g. train.batch=16)")
+    section, name = parts
+    obj = getattr(cfg, section)
+    fields = {f.name for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise ConfigError(f"unknown config key '{dotted}' (fields of {section}: {', '.join(sorted(fields))})")
+    setattr(obj, name, _coerce(value, getattr(obj, name), dotted))
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Config:
+    """Apply ``["train.batch=16", ...]`` (values parsed as YAML) or a ``{dotted: value}`` dict."""
+    cfg = copy.deepcopy(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for key, value in items:
+        _set(cfg, key, value)
+    _validate(cfg)
+    return cfg
+
+
+def _split(override: str) -> tuple[str, Any]:
+    if "=" not in override:
+        raise ConfigError(f"override '{override}' must look like key=value (e.g. train.batch=16)")
+    key, raw = override.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _validate(cfg: Config) -> None:
+    m = cfg.model
+    n = len(m.frame_strides)
+    if len(m.batch_strides) != n or len(m.crop_factors) != n:
+        raise ConfigError(
+            f"model.frame_strides, model.batch_strides and model.crop_factors must have the same length "
+            f"(got {len(m.frame_strides)}, {len(m.batch_strides)}, {len(m.crop_factors)})"
+        )
+    if any(s < 1 for s in [*m.frame_strides, *m.batch_strides, *m.crop_factors]):
+        raise ConfigError("model strides and crop factors must be >= 1")
+    if not 1 <= m.render_level <= m.n_levels:
+        raise ConfigError(f"model.render_level must be in 1..{m.n_levels}, got {m.render_level}")
+    if m.t_size < 1 or m.ch < 1 or m.clstm_ch < 1 or m.n_layers < 1 or m.n_frames < 1:
+        raise ConfigError("model.t_size, ch, clstm_ch, n_layers and n_frames must be >= 1")
+    if cfg.train.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision must be fp32 or bf16, got {cfg.train.precision!r}")
+    if cfg.train.batch < 1:
+        raise ConfigError(f"train.batch must be >= 1, got {cfg.train.batch}")
+    reduction = 1
+    for s in m.batch_strides:
+        reduction *= s
+    if cfg.train.batch % reduction:
+        raise ConfigError(
+            f"train.batch={cfg.train.batch} must be divisible by the total batch stride {reduction}"
+        )
+
+
+def load_preset(name: str = "ucf101-192", overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """The named preset with optional dotted overrides, e.g. ``load_preset("demo-64", ["train.batch=4"])``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (expected one of: {', '.join(PRESETS)})")
+    cfg = apply_overrides(Config(preset=name), PRESETS[name])
+    return apply_overrides(cfg, overrides or [])
+
+
+def load_config(
+    preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()
+) -> Config:
+    """Preset (default ucf101-192), then YAML files in order (nested or dotted keys), then overrides."""
+    cfg = load_preset(preset or "ucf101-192")
+    for path in files:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections")
+        if "preset" in data and data["preset"] != cfg.preset:
+            cfg = load_preset(str(data["preset"]))
+        cfg = apply_overrides(cfg, _flatten({k: v for k, v in data.items() if k != "preset"}))
+    return apply_overrides(cfg, list(overrides))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and "." not in key and not prefix:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def level_shapes(cfg: Config, batch: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Per-level training shapes ``(batch, frames, height, width)`` of the generator's (and real) videos."""
+    m = cfg.model
+    n = cfg.train.batch if batch is None else batch
+    t, size = m.n_frames, m.t_size * 8
+    shapes = [(n, t, size, size)]
+    for frame_stride, batch_stride, crop in zip(m.frame_strides, m.batch_strides, m.crop_factors):
+        n = -(-n // batch_stride)
+        t = t // frame_stride
+        size = 2 * (size // crop)
+        shapes.append((n, t, size, size))
+    return shapes
+
+
+def build_generator(cfg: Config):
+    from .nn.generator import Generator
+
+    m = cfg.model
+    return Generator(
+        n_frames=m.n_frames,
+        z_dim=m.z_dim,
+        t_size=m.t_size,
+        ch=m.ch,
+        clstm_ch=m.clstm_ch,
+        n_layers=m.n_layers,
+        out_channels=m.out_channels,
+        n_classes=m.n_classes,
+        frame_strides=list(m.frame_strides),
+        batch_strides=list(m.batch_strides),
+        crop_factors=list(m.crop_factors),
+        use_avg_pooling=m.use_avg_pooling,
+        render_level=m.render_level,
+        bn_eps=m.bn_eps,
+    )
+
+
+def build_discriminator(cfg: Config):
+    from .nn.discriminator import MultiLevelDiscriminator
+
+    m = cfg.model
+    return MultiLevelDiscriminator(
+        n_levels=m.n_levels, in_channels=m.out_channels, ch=m.d_ch, n_classes=m.n_classes
+    )

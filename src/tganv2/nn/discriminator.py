@@ -1,0 +1,116 @@
+"""The multi-level 3D-ResNet discriminator (reference.md §2; official ``MultiResNetVideoDiscriminator``).
+
+One independent sub-discriminator per level; level scores ``(N_l, 1)`` are concatenated along the batch
+axis into ``(ΣN_l, 1)`` with no per-level weights. No normalisation of any kind.
+
+The downsample rule is copied exactly (§2.1): an average pool applied to each of T, H, W with kernel 2 if
+that axis is longer than 1 (else 1), padding 1 on both sides if the length is odd (else 0), stride = kernel,
+and padded zeros counted in the average. So length 3 → 2, and a length-1 axis becomes length 3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .init import glorot_uniform_
+
+__all__ = ["downsample", "OptimizedDisBlock", "DisBlock", "VideoDiscriminator", "MultiLevelDiscriminator"]
+
+
+def downsample(x: Tensor) -> Tensor:
+    """The official per-axis average pool of ``(N, C, T, H, W)`` (see module docstring)."""
+    kernel = [2 if size > 1 else 1 for size in x.shape[2:]]
+    pad = [1 if size % 2 else 0 for size in x.shape[2:]]
+    if any(pad):
+        # F.pad takes (W_left, W_right, H_left, H_right, T_left, T_right)
+        x = F.pad(x, (pad[2], pad[2], pad[1], pad[1], pad[0], pad[0]))
+    return F.avg_pool3d(x, kernel, stride=kernel)
+
+
+def _conv3(in_ch: int, out_ch: int) -> nn.Conv3d:
+    return glorot_uniform_(nn.Conv3d(in_ch, out_ch, 3, padding=1), math.sqrt(2))
+
+
+def _conv1(in_ch: int, out_ch: int) -> nn.Conv3d:
+    return glorot_uniform_(nn.Conv3d(in_ch, out_ch, 1), 1.0)
+
+
+class OptimizedDisBlock(nn.Module):
+    """First block: conv→ReLU→conv→AvgPool(1,2,2), plus AvgPool(1,2,2)→conv1³; no leading activation."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3(in_channels, out_channels)
+        self.conv2 = _conv3(out_channels, out_channels)
+        self.shortcut = _conv1(in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.avg_pool3d(self.conv2(F.relu(self.conv1(x))), (1, 2, 2))
+        return h + self.shortcut(F.avg_pool3d(x, (1, 2, 2)))
+
+
+class DisBlock(nn.Module):
+    """Pre-activation block: ReLU→conv(in→in)→ReLU→conv(in→out)→down, plus conv1³→down."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3(in_channels, in_channels)
+        self.conv2 = _conv3(in_channels, out_channels)
+        self.shortcut = _conv1(in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv2(F.relu(self.conv1(F.relu(x))))
+        return downsample(h) + downsample(self.shortcut(x))
+
+
+class VideoDiscriminator(nn.Module):
+    """One level: OptimizedDisBlock + 4 DisBlocks (ch·1…16), ReLU, sum over T·H·W, Linear → 1."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,  # RGB
+        ch: int = 64,  # width of the first block; doubles per block up to 16·ch
+        n_classes: int = 0,  # > 0: projection term <embed(y), h> (not in the official model)
+    ) -> None:
+        super().__init__()
+        widths = [ch, ch * 2, ch * 4, ch * 8, ch * 16]
+        self.blocks = nn.ModuleList([OptimizedDisBlock(in_channels, widths[0])])
+        self.blocks.extend(DisBlock(i, o) for i, o in zip(widths[:-1], widths[1:]))
+        self.linear = glorot_uniform_(nn.Linear(widths[-1], 1), 1.0)
+        self.embed = nn.Embedding(n_classes, widths[-1]) if n_classes > 0 else None
+        if self.embed is not None:
+            nn.init.xavier_uniform_(self.embed.weight)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x: ``(N, C, T, H, W)`` → scores ``(N, 1)``."""
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        h = F.relu(h).sum(dim=(2, 3, 4))  # (N, 16·ch): ReLU then *sum* pooling
+        out = self.linear(h)
+        if self.embed is not None and y is not None:
+            out = out + (self.embed(y) * h).sum(dim=1, keepdim=True)
+        return out
+
+
+class MultiLevelDiscriminator(nn.Module):
+    def __init__(
+        self,
+        n_levels: int = 4,  # one sub-discriminator per generator level
+        in_channels: int = 3,  # RGB
+        ch: int = 64,  # first-block width of every level
+        n_classes: int = 0,  # > 0: projection discriminator
+    ) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(VideoDiscriminator(in_channels, ch, n_classes) for _ in range(n_levels))
+
+    def forward(self, videos: list[Tensor], labels: list[Tensor] | None = None) -> Tensor:
+        """videos: one ``(N_l, C, T_l, H_l, W_l)`` per level → ``(ΣN_l, 1)``, levels in order."""
+        if len(videos) != len(self.levels):
+            raise ValueError(f"expected {len(self.levels)} level videos, got {len(videos)}")
+        labels = labels or [None] * len(videos)
+        return torch.cat([d(x, y) for d, x, y in zip(self.levels, videos, labels)], dim=0)

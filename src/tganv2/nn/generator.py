@@ -1,0 +1,204 @@
+"""The multi-level TGANv2 generator (reference.md §1; official ``MultiTGANCLSTMGenerator``).
+
+    z ~ U(−1, 1)^z_dim → fc → reshape (N, C, t, t) → ConvLSTM (T steps, fc(z) at t = 0, zeros after)
+      → fold frames into the batch (N·T, C, t, t) → 3 up-blocks → render level 1
+      → [subsample → up-block → render level l] for l = 2..L
+
+Training mode returns the list of level videos ``(N_l, 3, T_l, H_l, W_l)``; each render is a side branch
+taken *before* the subsampling layer, and the next block consumes the subsampled abstract map. Eval mode
+subsamples nothing and renders one video ``(N, 3, n_frames, H, W)`` at ``render_level``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .clstm import ConvLSTM
+from .init import glorot_uniform_, lecun_normal_
+from .subsample import subsample
+
+__all__ = ["Generator", "UpBlock", "Renderer", "ConditionalBatchNorm2d", "make_batch_norm"]
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Categorical conditional BN: shared statistics, per-class gamma (init 1) and beta (init 0)."""
+
+    def __init__(self, channels: int, n_classes: int, eps: float) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=0.1, affine=False)
+        self.gamma = nn.Embedding(n_classes, channels)
+        self.beta = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        out = self.bn(x)  # (B, C, H, W)
+        return out * self.gamma(y)[:, :, None, None] + self.beta(y)[:, :, None, None]
+
+
+def make_batch_norm(channels: int, n_classes: int, eps: float) -> nn.Module:
+    """Chainer BatchNormalization (eps 2e-5, decay 0.9 = momentum 0.1), optionally class-conditional."""
+    if n_classes > 0:
+        return ConditionalBatchNorm2d(channels, n_classes, eps)
+    return nn.BatchNorm2d(channels, eps=eps, momentum=0.1)
+
+
+def _norm(bn: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
+    return bn(x, y) if isinstance(bn, ConditionalBatchNorm2d) else bn(x)
+
+
+def _upsample(x: Tensor) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")  # Chainer unpooling_2d(k=2) = nearest ×2
+
+
+class UpBlock(nn.Module):
+    """GenBlock with upsample=True: BN→ReLU→up×2→conv3×3→BN→ReLU→conv3×3, plus up×2→conv1×1 shortcut."""
+
+    def __init__(
+        self,
+        in_channels: int,  # channels of the incoming abstract map
+        out_channels: int,  # channels after the block (hidden = out)
+        n_classes: int = 0,  # > 0: class-conditional BN
+        bn_eps: float = 2e-5,  # Chainer's BN eps
+    ) -> None:
+        super().__init__()
+        self.bn1 = make_batch_norm(in_channels, n_classes, bn_eps)
+        self.conv1 = glorot_uniform_(nn.Conv2d(in_channels, out_channels, 3, padding=1), math.sqrt(2))
+        self.bn2 = make_batch_norm(out_channels, n_classes, bn_eps)
+        self.conv2 = glorot_uniform_(nn.Conv2d(out_channels, out_channels, 3, padding=1), math.sqrt(2))
+        self.shortcut = glorot_uniform_(nn.Conv2d(in_channels, out_channels, 1), 1.0)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x: ``(B, C_in, H, W)`` with B = N·T → ``(B, C_out, 2H, 2W)``; no activation after the sum."""
+        h = self.conv1(_upsample(F.relu(_norm(self.bn1, x, y))))
+        h = self.conv2(F.relu(_norm(self.bn2, h, y)))
+        return h + self.shortcut(_upsample(x))
+
+
+class Renderer(nn.Module):
+    """Rendering block g^R: BN → ReLU → conv3×3 → tanh (LeCunNormal init, zero bias)."""
+
+    def __init__(self, in_channels: int, out_channels: int = 3, n_classes: int = 0, bn_eps: float = 2e-5):
+        super().__init__()
+        self.bn = make_batch_norm(in_channels, n_classes, bn_eps)
+        self.conv = lecun_normal_(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+
+    def forward(self, h: Tensor, y: Tensor | None = None) -> Tensor:
+        return torch.tanh(self.conv(F.relu(_norm(self.bn, h, y))))  # (B, 3, H, W)
+
+
+def block_channels(ch: int, clstm_ch: int, n_levels: int) -> list[tuple[int, int]]:
+    """(in, out) channels of the up-blocks: 3 before level 1, then one per further level.
+
+    With ch=32, clstm_ch=1024: 1024→512→256→128 | 128→64 | 64→32 | 32→32 (reference §1.5).
+    """
+    widths = [clstm_ch, ch * 16, ch * 8, ch * 4]
+    for level in range(2, n_levels + 1):
+        widths.append(max(ch * 4 >> (level - 1), ch))
+    return list(zip(widths[:-1], widths[1:]))
+
+
+class Generator(nn.Module):
+    def __init__(
+        self,
+        n_frames: int = 16,  # frames at level 1 in training; default length at inference
+        z_dim: int = 256,  # latent size, z ~ U(−1, 1)
+        t_size: int = 3,  # CLSTM grid size; final resolution = t_size·64 (4 levels)
+        ch: int = 32,  # base width of the up-blocks
+        clstm_ch: int = 1024,  # ConvLSTM channels
+        n_layers: int = 1,  # stacked ConvLSTMs
+        out_channels: int = 3,  # RGB
+        n_classes: int = 0,  # > 0: class-conditional BN; forward then needs labels y
+        frame_strides: list[int] = (2, 2, 2),  # frame stride of each subsampling layer
+        batch_strides: list[int] = (1, 1, 1),  # batch stride of each subsampling layer
+        crop_factors: list[int] = (1, 1, 1),  # spatial random crop of each layer (1 = off; paper §3.1)
+        use_avg_pooling: bool = False,  # ablation: mean over frame groups instead of strided frames
+        render_level: int = 4,  # level rendered in eval mode (1..L)
+        bn_eps: float = 2e-5,  # Chainer's BN eps
+    ) -> None:
+        super().__init__()
+        self.n_frames, self.z_dim, self.t_size = n_frames, z_dim, t_size
+        self.clstm_ch, self.n_classes = clstm_ch, n_classes
+        self.frame_strides, self.batch_strides = list(frame_strides), list(batch_strides)
+        self.crop_factors, self.use_avg_pooling = list(crop_factors), use_avg_pooling
+        self.n_levels = len(self.frame_strides) + 1
+        self.render_level = render_level
+        self.fc = lecun_normal_(nn.Linear(z_dim, t_size * t_size * clstm_ch))
+        self.clstm = ConvLSTM(clstm_ch, n_layers)
+        channels = block_channels(ch, clstm_ch, self.n_levels)
+        self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
+        self.renderers = nn.ModuleList(
+            Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:]
+        )
+
+    def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """z ~ U(−1, 1)^(n × z_dim), float32, drawn on the CPU from ``generator`` (reproducible)."""
+        z = torch.rand(n, self.z_dim, generator=generator, device="cpu") * 2 - 1
+        return z.to(device or self.fc.weight.device)
+
+    def forward(
+        self,
+        z: Tensor,
+        y: Tensor | None = None,
+        n_frames: int | None = None,
+        render_level: int | None = None,
+        rng: torch.Generator | None = None,
+    ) -> list[Tensor] | Tensor:
+        """Training: list of ``(N_l, 3, T_l, H_l, W_l)``. Eval: ``(N, 3, n_frames, H, W)`` at one level.
+
+        z: ``(N, z_dim)``; y: ``(N,)`` class labels when ``n_classes > 0``; ``rng`` drives the random
+        frame offsets and crops of the subsampling layers (training only).
+        """
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be (N, {self.z_dim}), got {tuple(z.shape)}")
+        if (y is None) != (self.n_classes == 0):
+            raise ValueError("labels y are required exactly when n_classes > 0")
+        n = z.shape[0]
+        n_frames = n_frames or self.n_frames
+        h0 = self.fc(z).view(n, self.clstm_ch, self.t_size, self.t_size)  # channel-major reshape
+        h = self.clstm(h0, n_frames)  # (N, T, C, t, t)
+        t = h.shape[1]
+        h = h.reshape(n * t, *h.shape[2:])  # (N·T, C, t, t), sample-major then time
+        y_frames = None if y is None else y.repeat_interleave(t)  # (N·T,)
+        for block in self.blocks[:3]:
+            h = block(h, y_frames)
+
+        if not self.training:
+            level = render_level or self.render_level
+            if not 1 <= level <= self.n_levels:
+                raise ValueError(f"render_level must be in 1..{self.n_levels}, got {level}")
+            for block in self.blocks[3 : 3 + level - 1]:
+                h = block(h, y_frames)
+            return self._to_video(self.renderers[level - 1](h, y_frames), n)
+
+        levels = [self._to_video(self.renderers[0](h, y_frames), n)]
+        for k in range(self.n_levels - 1):
+            h5 = h.view(n, t, *h.shape[1:])  # (N, T, C, H, W)
+            h5 = subsample(
+                h5,
+                frame_stride=self.frame_strides[k],
+                batch_stride=self.batch_strides[k],
+                crop_factor=self.crop_factors[k],
+                use_avg_pooling=self.use_avg_pooling,
+                per_sample=False,
+                time_dim=1,
+                generator=rng,
+            )
+            if y is not None:
+                y = y[:: self.batch_strides[k]]
+            n, t = h5.shape[:2]
+            h = h5.reshape(n * t, *h5.shape[2:])  # (N'·T', C, H', W')
+            y_frames = None if y is None else y.repeat_interleave(t)
+            h = self.blocks[3 + k](h, y_frames)
+            levels.append(self._to_video(self.renderers[k + 1](h, y_frames), n))
+        return levels
+
+    @staticmethod
+    def _to_video(frames: Tensor, n: int) -> Tensor:
+        """``(N·T, C, H, W)`` → ``(N, C, T, H, W)``."""
+        bt, c, hgt, wdt = frames.shape
+        return frames.view(n, bt // n, c, hgt, wdt).permute(0, 2, 1, 3, 4)
