@@ -151,9 +151,11 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 
 def _coerce(value: Any, default: Any, key: str) -> Any:
     """Convert ``value`` to the type of the field's current value, or raise a one-line ConfigError."""
-    if default is None or value is None:
+    if default is None:
         return value
     try:
+        if value is None:  # e.g. `train.batch=null`: only fields whose default is None accept None
+            raise ValueError
         if isinstance(default, bool):
             if isinstance(value, str):
                 if value.lower() in ("true", "1", "yes", "on"):
@@ -161,7 +163,11 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
                 if value.lower() in ("false", "0", "no", "off"):
                     return False
                 raise ValueError
+            if value not in (0, 1):  # True/False/0/1 only, not e.g. 2 or a list
+                raise ValueError
             return bool(value)
+        if isinstance(default, (int, float)) and isinstance(value, bool):
+            raise ValueError  # `train.batch=true` is a mistake, not 1
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -171,6 +177,8 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
         if isinstance(default, (list, tuple)):
             if not isinstance(value, (list, tuple)):
                 raise ValueError
+            if isinstance(default, tuple) and len(value) != len(default):
+                raise ValueError  # fixed-length fields such as train.betas
             items = [_coerce(v, default[0], key) for v in value] if default else list(value)
             return type(default)(items)
         if isinstance(default, str):
@@ -191,6 +199,10 @@ def _set(cfg: Config, dotted: str, value: Any) -> None:
     fields = {f.name for f in dataclasses.fields(obj)}
     if name not in fields:
         raise ConfigError(f"unknown config key '{dotted}' (fields of {section}: {', '.join(sorted(fields))})")
+    declared = next(f for f in dataclasses.fields(obj) if f.name == name).default
+    if value is None and declared is None:  # optional fields (data.path) may be reset to None
+        setattr(obj, name, None)
+        return
     setattr(obj, name, _coerce(value, getattr(obj, name), dotted))
 
 

@@ -35,8 +35,12 @@ def save_generator(path: str | Path, generator: torch.nn.Module, cfg: Config, **
     state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(config_to_dict(cfg)), **metadata}
     tmp = atomic_path(path)
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves neither a partial file nor a stray temp
+        raise
     return path
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import WeightsError
+from .record import sha256_file
 
 __all__ = ["C3D", "C3D_WEIGHT_SHAPES", "load_c3d", "read_npz"]
 
@@ -146,8 +147,6 @@ class C3D(nn.Module):
             for name, module in [*model.convs.items(), *model.fcs.items()]:
                 module.weight.copy_(torch.from_numpy(checked[f"{name}/W"].astype(np.float32)))
                 module.bias.copy_(torch.from_numpy(checked[f"{name}/b"].astype(np.float32)))
-        from .evaluate import sha256_file  # local import: evaluate imports this module
-
         model.weights_sha256 = {"c3d": sha256_file(weights_path), "c3d_mean": sha256_file(mean_path)}
         return model
 

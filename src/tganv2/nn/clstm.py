@@ -60,7 +60,7 @@ class ConvLSTM(nn.ModuleList):
         super().__init__(ConvLSTMCell(channels, channels) for _ in range(n_layers))
 
     def forward(self, x0: Tensor, n_steps: int, stride: int = 1, offset: int = 0) -> Tensor:
-        """Unroll for ``offset + (n_steps − 1)·stride + 1`` steps and keep every ``stride``-th from ``offset``.
+        """Unroll ``offset + (n_steps − 1)·stride + 1`` steps; keep every ``stride``-th from ``offset``.
 
         x0: ``(N, C, H, W)``, the input at t = 0. Returns ``(N, n_steps, C, H, W)``.
         """

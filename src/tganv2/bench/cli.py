@@ -1,0 +1,309 @@
+"""``tganv2 bench cost | scaling | step``: evidence for the paper's cost claims (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ..config import load_config
+from ..errors import UserError
+
+
+def _provenance() -> dict:
+    """Who produced a figure: the command line and the date (kept with every JSON record)."""
+    return {"command": "tganv2 " + shlex.join(sys.argv[1:]), "date": datetime.date.today().isoformat()}
+
+
+def _write_or_print(document: dict, output: str | None) -> None:
+    text = json.dumps(document, indent=2)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _fmt(values: list[float], digits: int) -> list[str]:
+    return [f"{v:.{digits}f}" for v in values]
+
+
+# --- cost --------------------------------------------------------------------------------------------------
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    from .cost import cost_report
+
+    if args.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {args.batch}")
+    cfg = load_config(args.preset, args.config or [], args.overrides)
+    report = cost_report(cfg, args.batch, official_conventions=args.fractional_batch)
+    report.update(_provenance())
+    if args.peak_memory:
+        report["peak_memory"] = _peak_memory(args, report)
+    if args.json:
+        _write_or_print(report, args.output)
+    else:
+        _print_cost(report)
+        if args.output:
+            _write_or_print(report, args.output)
+    return 0
+
+
+def _peak_memory(args: argparse.Namespace, report: dict) -> dict:
+    """One real ``Trainer.step`` per variant in a child process: its peak memory (see bench.step)."""
+    import torch
+
+    from .step import run_in_child
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = {"device": device, "batch": args.batch, "variants": {}}
+    for variant in report["variants"]:
+        spec = {
+            "preset": args.preset,
+            "variant": variant,
+            "batch": args.batch,
+            "precision": "fp32",
+            "compile": False,
+            "device": device,
+            "warmup": 0,
+            "iters": 1,
+            "overrides": list(args.overrides),
+        }
+        run = run_in_child(spec)
+        keys = ("peak_memory_gb", "peak_rss_gb", "rss_before_step_gb", "peak_allocated_gb", "error")
+        out["variants"][variant] = {k: run[k] for k in keys if k in run}
+    return out
+
+
+def _print_cost(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    official = report["official"]
+    conventions = "fractional batch, Chainer CLSTM convs" if report["fractional_batch"] else "integer batch"
+    console.print(
+        f"[bold]tganv2 bench cost[/bold]: preset [cyan]{report['preset']}[/cyan], batch {report['batch']} "
+        f"({conventions}); one forward pass per level"
+    )
+    for net in ("generator", "discriminator"):
+        quantities = (("forward_gflops", "GFLOPs", 2), ("activation_gb", "saved activation GB", 3))
+        for key, unit, digits in quantities:
+            n_levels = len(next(iter(report["variants"].values()))[net][key])
+            table = Table(title=f"{net}: {unit} per level")
+            table.add_column("variant")
+            for level in range(1, n_levels + 1):
+                table.add_column(f"L{level}", justify="right")
+            table.add_column("total", justify="right")
+            table.add_column("max rel. err", justify="right")
+            for name, variant in report["variants"].items():
+                values = variant[net][key]
+                table.add_row(name, *_fmt(values, digits), f"{sum(values):.{digits}f}", "")
+                row = official.get(net, {}).get(name, {})
+                ref = row.get("official_gflops" if key == "forward_gflops" else "official_activation_gb")
+                if ref:
+                    err = f"{row['max_rel_error']:.2%}" if key == "forward_gflops" else ""
+                    total = f"{sum(ref):.{digits}f}"
+                    table.add_row("  official", *_fmt(ref, digits), total, err, style="dim")
+            console.print(table)
+        reduction = official.get(net, {}).get("memory_reduction")
+        if reduction:
+            console.print(
+                f"{net} activation memory, no-subsampling / tganv2: measured ×{reduction['measured']:.1f}, "
+                f"official ×{reduction['official']:.1f}"
+            )
+    table = Table(title="training step GFLOPs (forward + backward, integer level batches)")
+    for col in ("variant", "generator", "D on fakes", "D on reals", "R1", "total"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for name, variant in report["variants"].items():
+        step = variant["train_step_gflops"]
+        values = [step["generator"], step["d_fake"], step["d_real"], step["r1"]]
+        table.add_row(name, *_fmt(values, 1), f"{sum(values):.1f}")
+    console.print(table)
+    if "peak_memory" in report:
+        peak = report["peak_memory"]
+        for name, run in peak["variants"].items():
+            text = run.get("error") or f"{run['peak_memory_gb']:.3f} GB"
+            where = f"{peak['device']}, batch {peak['batch']}"
+            console.print(f"peak memory of one step ({where}), {name}: {text}")
+
+
+# --- scaling -----------------------------------------------------------------------------------------------
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    from .scaling import scaling_figure, scaling_report
+
+    cfg = load_config(args.preset, args.config or [], args.overrides)
+    report = scaling_report(cfg, args.batch)
+    report.update(_provenance())
+    if args.plot:
+        report["plot"] = str(scaling_figure(report, args.plot))
+    if args.json:
+        _write_or_print(report, args.output)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for family, variants in report["families"].items():
+        table = Table(title=f"{family}: G + D forward, batch {report['batch']} (fractional per level)")
+        for col in ("variant", "px", "levels", "activation GB", "GFLOPs"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for name, result in variants.items():
+            for row in result["rows"]:
+                table.add_row(
+                    name, str(row["resolution"]), str(row["levels"]),
+                    f"{row['activation_gb']:.3f}", f"{row['gflops']:.1f}",
+                )
+        console.print(table)
+        for name, result in variants.items():
+            increments = ", ".join(f"+{v:.3f}" for v in result["activation_increment_gb"])
+            console.print(
+                f"  {name}: ×{result['activation_growth_per_doubling']:.2f} memory and "
+                f"×{result['gflops_growth_per_doubling']:.2f} FLOPs per doubling; GB added per doubling: "
+                f"{increments}"
+            )
+    if args.plot:
+        console.print(f"plot written to {report['plot']}")
+    if args.output:
+        _write_or_print(report, args.output)
+    return 0
+
+
+# --- step --------------------------------------------------------------------------------------------------
+
+
+def run_step(args: argparse.Namespace) -> int:
+    from .step import step_report
+
+    if args.iters < 1 or args.warmup < 0:
+        raise UserError("--iters must be >= 1 and --warmup >= 0")
+    load_config(args.preset, overrides=args.overrides)  # a bad preset or key fails here, in one line
+    report = step_report(
+        preset=args.preset,
+        precision=args.precision,
+        compile=args.compile,
+        batch=args.batch,
+        iters=args.iters,
+        warmup=args.warmup,
+        device=args.device,
+        variants=tuple(args.variants),
+        find_max_batch=args.find_max_batch,
+        max_batch=args.max_batch,
+        memory_budget_gb=args.memory_budget_gb,
+        overrides=args.overrides,
+    )
+    report.update(_provenance())
+    if args.json:
+        _write_or_print(report, args.output)
+        return 0
+    print(
+        f"{report['device_name']} ({report['device']}), {report['date']}; preset {report['preset']}, "
+        f"{report['precision']}{', compiled G' if report['compile'] else ''}, batch {report['batch']}, "
+        f"median of {report['iters']} steps after {report['warmup']} warm-up"
+    )
+    print(
+        f"measured matmul rate: bf16 {report['bf16_matmul_tflops'] * 1e3:.0f} GFLOP/s, "
+        f"fp32 {report['fp32_matmul_tflops'] * 1e3:.0f} GFLOP/s"
+    )
+    for name, run in report["variants"].items():
+        if run.get("error") or not run.get("median_step_s"):
+            print(f"  {name}: failed ({run.get('error') or 'out of memory'})")
+            continue
+        line = (
+            f"  {name}: {run['iterations_per_s']:.3f} it/s ({run['median_step_s']:.2f} s/step), "
+            f"peak {run['peak_memory_gb']:.2f} GB, {run['train_step_gflops']:.0f} GFLOP/step, "
+            f"MFU {run['mfu_vs_bf16_matmul']:.1%} of bf16 matmul ({run['mfu_vs_fp32_matmul']:.1%} of fp32)"
+        )
+        if "largest_batch" in run:
+            line += f"; largest batch {run['largest_batch']}"
+        print(line)
+    if args.output:
+        _write_or_print(report, args.output)
+    return 0
+
+
+# --- registration ------------------------------------------------------------------------------------------
+
+
+def _add_model_args(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument("--preset", default=default_preset, help=f"preset name (default {default_preset})")
+    p.add_argument("--config", action="append", help="YAML file applied on top of the preset (repeatable)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+
+
+def add_commands(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="cost benchmarks: per-level FLOPs/memory, scaling with resolution, training speed",
+        description="Evidence for the paper's cost claims (see docs/benchmarks.md).",
+    )
+    sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+
+    cost = sub.add_parser(
+        "cost",
+        help="per-level forward GFLOPs and activation memory of a preset and its Table 1 ablations",
+        description="Per-level forward GFLOPs and saved-activation GB of G and D, and training-step GFLOPs, "
+        "for the preset and each Table 1 ablation at the same batch (meta device: deterministic, no GPU). "
+        "With --batch 4 --fractional-batch the official figure/gflops.tsv conventions are used and the "
+        "matching official rows are compared.",
+    )
+    _add_model_args(cost, "ucf101-192-bsr")
+    cost.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4, as the official table)")
+    cost.add_argument(
+        "--fractional-batch",
+        action="store_true",
+        help="official table conventions: level l counts batch/Π strides samples (may be < 1) and the "
+        "ConvLSTM input convolution Chainer runs on zeros is counted",
+    )
+    cost.add_argument("--peak-memory", action="store_true",
+                      help="also run one real step per variant in a child process and report its peak memory "
+                      "(heavy for full-size presets on CPU)")
+    cost.add_argument("--device", default=None, help="device for --peak-memory (default: cuda if available)")
+    cost.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
+    cost.add_argument("--output", help="also write the JSON document to this file")
+    cost.set_defaults(func=run_cost)
+
+    scaling = sub.add_parser(
+        "scaling",
+        help="activation memory and FLOPs against the final resolution (64-512 px)",
+        description="G + D forward activation memory and FLOPs for final resolutions 64-512 px, TGANv2 and "
+        "no-subsampling, with 4 fixed levels (t_size 1-8) and with one level per doubling.",
+    )
+    _add_model_args(scaling, "ucf101-192-bsr")
+    scaling.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4)")
+    scaling.add_argument("--plot", help="write a PNG plot here (e.g. docs/scaling.png)")
+    scaling.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
+    scaling.add_argument("--output", help="also write the JSON document to this file")
+    scaling.set_defaults(func=run_scaling)
+
+    step = sub.add_parser(
+        "step",
+        help="wall-clock it/s, peak memory and MFU of real training steps",
+        description="Times Trainer.step (each variant in its own child process) after warm-up and reports "
+        "the median, peak memory, model FLOP utilisation and optionally the largest batch that fits.",
+    )
+    step.add_argument("--preset", default="demo-64", help="preset (default demo-64; on CPU keep it small)")
+    step.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    step.add_argument("--compile", action="store_true", help="torch.compile the generator (never D)")
+    step.add_argument("--batch", type=int, default=None, help="level-1 batch (default: the preset's)")
+    step.add_argument("--iters", type=int, default=5, help="timed steps (median reported)")
+    step.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    step.add_argument("--device", default=None, help="cpu or cuda[:k] (default: cuda if available)")
+    step.add_argument("--variants", nargs="+", default=["tganv2", "no-subsampling"],
+                      choices=["tganv2", "frame-only", "batch-only", "no-subsampling"])
+    step.add_argument("--find-max-batch", action="store_true",
+                      help="find the largest batch that fits: doubling until OOM on CUDA; on CPU the largest "
+                      "power-of-two multiple predicted within --memory-budget-gb, then verified")
+    step.add_argument("--max-batch", type=int, default=256, help="cap for --find-max-batch")
+    step.add_argument("--memory-budget-gb", type=float, default=4.0, help="CPU peak-RSS budget (default 4)")
+    step.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    step.add_argument("--json", action="store_true", help="print the JSON document instead of a summary")
+    step.add_argument("--output", help="also write the JSON document to this file")
+    step.set_defaults(func=run_step)

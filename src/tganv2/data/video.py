@@ -1,0 +1,301 @@
+"""Video files: decode with PyAV (any FFmpeg-readable file, frame folders), encode MP4/GIF, sample grids.
+
+Reference: reference.md §3.1 (the official converter decodes every frame at native fps, no temporal
+resampling) and §4.2 (previews: uint8 = clip(x·128 + 128), MP4 written by rank 0).
+
+Frames are uint8 ``(T, H, W, 3)`` RGB (``layout="THWC"``) or ``(3, T, H, W)`` (``layout="CTHW"``).
+Frame ``i`` of a video is the ``i``-th frame a full decode produces. ``read_video(path, start, n)`` seeks to
+the last keyframe at or before ``start`` and decodes forward, so a 16-frame clip from the middle of a long
+video does not decode the whole file; when the container's timestamps cannot be trusted (missing pts,
+variable frame rate, a seek that overshoots) it falls back to decoding from the beginning, so the result
+always equals ``read_video(path)[start:start + n]``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DataError
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "is_video_file",
+    "list_frame_files",
+    "count_frames",
+    "read_video",
+    "read_frame_folder",
+    "read_frames",
+    "iter_frames",
+    "write_video",
+    "make_grid",
+]
+
+VIDEO_SUFFIXES = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def is_video_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that orders ``frame2.png`` before ``frame10.png``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    """Image files of a frame folder, in natural order (one folder = one video, as in StyleGAN-V)."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _frame_rate(stream) -> Fraction | None:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else None
+
+
+def count_frames(path: str | Path, exact: bool = False) -> int:
+    """Number of frames: container metadata, else duration × fps, else (or with ``exact``) a full decode.
+
+    Metadata can be missing (``stream.frames == 0`` for many WebM/MKV files) or slightly off; callers that
+    must be exact pass ``exact=True`` or check the length of what they decode.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return len(list_frame_files(path))
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DataError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        if not exact:
+            if stream.frames and stream.frames > 0:
+                return int(stream.frames)
+            rate = _frame_rate(stream)
+            if rate and stream.duration and stream.time_base:
+                return int(round(float(stream.duration * stream.time_base * rate)))
+            if rate and container.duration:
+                return int(round(container.duration / av.time_base * float(rate)))
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def _to_layout(frames: list[np.ndarray], layout: str, height: int = 0, width: int = 0) -> np.ndarray:
+    if frames:
+        video = np.stack(frames)  # (T, H, W, 3)
+    else:
+        video = np.zeros((0, height, width, 3), np.uint8)
+    if layout == "THWC":
+        return video
+    if layout == "CTHW":
+        return np.ascontiguousarray(video.transpose(3, 0, 1, 2))  # (T, H, W, 3) -> (3, T, H, W)
+    raise ValueError(f"layout must be 'THWC' or 'CTHW', got {layout!r}")
+
+
+def _decode_sequential(container, stream, start: int, stop: float) -> list[np.ndarray]:
+    """Frames ``start .. stop-1`` counted in decode order from the beginning of the stream."""
+    frames = []
+    for index, frame in enumerate(container.decode(stream)):
+        if index >= stop:
+            break
+        if index >= start:
+            frames.append(frame.to_ndarray(format="rgb24"))
+    return frames
+
+
+def _decode_after_seek(container, stream, start: int, stop: float) -> list[np.ndarray] | None:
+    """Seek to a keyframe before ``start`` and decode forward; None when timestamps are unusable.
+
+    With open GOPs (XviD with B-frames) the frames just before a keyframe in display order cannot be
+    decoded from it, so when the first decodable frame is past ``start`` the seek backs off further.
+    """
+    rate, time_base = _frame_rate(stream), stream.time_base
+    if not rate or not time_base:
+        return None
+    # Frame 0's timestamp, measured rather than read from stream.start_time: AVI files with B-frames
+    # (XviD) number their first frame 1, others start at an edit-list offset.
+    first = next(iter(container.decode(stream)), None)
+    if first is None or first.pts is None:
+        return None
+    origin = first.pts
+    seek_index = start
+    while True:
+        target = origin + int(math.floor(Fraction(seek_index) / rate / time_base))
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            return None
+        frames = _decode_from(container, stream, origin, rate, start, stop)
+        if frames != "overshoot":
+            return frames
+        if seek_index == 0:
+            return None
+        seek_index = max(0, seek_index - max(16, 2 * (start - seek_index)))
+
+
+def _decode_from(container, stream, origin: int, rate: Fraction, start: int, stop: float):
+    """Decode after a seek: frames ``start .. stop-1`` by timestamp, "overshoot" or None (unusable pts)."""
+    frames: list[np.ndarray] = []
+    expected = start
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            return None
+        index = round(float((frame.pts - origin) * stream.time_base * rate))
+        if index < expected:
+            if frames:  # a timestamp went backwards or repeated: not a constant-rate stream
+                return None
+            continue
+        if index != expected:  # past start right after the seek, or a gap later on
+            return "overshoot" if not frames else None
+        frames.append(frame.to_ndarray(format="rgb24"))
+        expected += 1
+        if expected >= stop:
+            break
+    return frames
+
+
+def read_video(
+    path: str | Path, start: int = 0, n_frames: int | None = None, layout: str = "THWC"
+) -> np.ndarray:
+    """Decode frames ``start .. start + n_frames - 1`` (all remaining with ``None``) as uint8 RGB.
+
+    Returns fewer frames when the video ends first. Raises ``av.FFmpegError``/``OSError`` for files FFmpeg
+    cannot read (datasets catch these and skip the file).
+    """
+    stop = math.inf if n_frames is None else start + n_frames
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DataError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        height, width = stream.codec_context.height, stream.codec_context.width
+        frames = None
+        if start > 0:
+            frames = _decode_after_seek(container, stream, start, stop)
+            if frames is None:
+                container.seek(0)
+        if frames is None:
+            frames = _decode_sequential(container, stream, start, stop)
+    return _to_layout(frames, layout, height, width)
+
+
+def read_frame_folder(
+    folder: str | Path, start: int = 0, n_frames: int | None = None, layout: str = "THWC"
+) -> np.ndarray:
+    """Frames of a folder of images (natural sort order), decoded with Pillow; only the requested ones."""
+    files = list_frame_files(folder)
+    stop = len(files) if n_frames is None else start + n_frames
+    frames = []
+    for file in files[start:stop]:
+        with Image.open(file) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    return _to_layout(frames, layout)
+
+
+def read_frames(
+    path: str | Path, start: int = 0, n_frames: int | None = None, layout: str = "THWC"
+) -> np.ndarray:
+    """``read_frame_folder`` for a directory, ``read_video`` for a file."""
+    if Path(path).is_dir():
+        return read_frame_folder(path, start, n_frames, layout)
+    return read_video(path, start, n_frames, layout)
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Every frame of a video file or frame folder, one uint8 ``(H, W, 3)`` array at a time."""
+    if Path(path).is_dir():
+        for file in list_frame_files(path):
+            with Image.open(file) as image:
+                yield np.asarray(image.convert("RGB"))
+        return
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DataError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def _as_uint8_frames(frames) -> np.ndarray:
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return frames
+
+
+def write_video(path: str | Path, frames, fps: float = 15, crf: int = 18) -> Path:
+    """Write uint8 frames ``(T, H, W, 3)``; the format follows the suffix.
+
+    ``.mp4``: H.264 (libx264, yuv420p, constant quality ``crf``); ``.gif``: Pillow, looping; ``.avi``: XviD
+    (MPEG-4 part 2 with the XVID tag, like UCF101's files) at about 4 bits per pixel. Odd sizes are padded
+    by one edge row/column for yuv420p.
+    """
+    path = Path(path)
+    frames = _as_uint8_frames(frames)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        images = [Image.fromarray(frame) for frame in frames]
+        duration_ms = max(int(round(1000 / fps)), 10)
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+        return path
+    if suffix not in (".mp4", ".avi"):
+        raise DataError(f"{path}: can only write .mp4, .avi or .gif videos")
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    height, width = frames.shape[1:3]
+    with av.open(str(path), mode="w") as container:
+        rate = Fraction(fps).limit_denominator(1001)
+        if suffix == ".mp4":
+            stream = container.add_stream("libx264", rate=rate)
+            stream.options = {"crf": str(crf)}
+        else:
+            stream = container.add_stream("mpeg4", rate=rate)
+            stream.codec_context.codec_tag = "XVID"
+            stream.bit_rate = max(1_000_000, int(4 * width * height * fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), "rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_grid(videos: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile a batch of videos ``(N, C, T, H, W)`` in [-1, 1] into uint8 frames ``(T, H', W', 3)``.
+
+    ``nrow`` videos per row (as in torchvision); uint8 = clip(x·128 + 128) as in the official previews.
+    """
+    if videos.dim() != 5 or videos.shape[1] not in (1, 3):
+        raise ValueError(f"expected videos (N, C, T, H, W) with C in (1, 3), got {tuple(videos.shape)}")
+    videos = videos.detach().float().cpu()
+    if videos.shape[1] == 1:
+        videos = videos.expand(-1, 3, -1, -1, -1)
+    n, _, t, h, w = videos.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    pixels = (videos * 128 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)  # (N, T, H, W, 3)
+    grid = torch.full(
+        (t, rows * (h + padding) + padding, cols * (w + padding) + padding, 3), pad_value, dtype=torch.uint8
+    )
+    for i in range(n):
+        y0 = padding + (i // cols) * (h + padding)
+        x0 = padding + (i % cols) * (w + padding)
+        grid[:, y0 : y0 + h, x0 : x0 + w] = pixels[i]
+    return grid.numpy()

@@ -1,0 +1,299 @@
+"""The evaluation protocols: loops over generated samples, real statistics, JSON records.
+
+* IS (reference.md §5.2): N = 2048 generated 16-frame videos per loop (eval mode, ``render_level`` from the
+  config, clipped to [−1, 1]), softmax of the classifier logits, splits = 1, eps 1e-20; 10 loops with fresh
+  samples; mean ± population std.
+* FID (§5.3): penultimate features (C3D fc7); real statistics over the training split *with* the training
+  augmentation (the official 5,610 × 17 clips = 10 passes over the videos, pass p = epoch p of the
+  dataset's per-item random crop, flip and start); 10 loops of 2048 generated; mean ± population std.
+* FVD (evaluation.md §3.1): StyleGAN-V's I3D, 2048 real clips of 16 consecutive frames drawn uniformly over
+  all videos with a recorded seed, 2048 generated, population covariance (ddof 0) as StyleGAN-V computes it.
+
+Any object with ``features(videos) -> (features, logits | None)`` and a ``weights_sha256`` dict is a
+feature extractor here: the C3D, the synthetic-data classifier and the I3D share these code paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .scores import frechet_distance, inception_score, mean_and_std
+from .stats import FeatureStats
+
+__all__ = [
+    "FeatureExtractor",
+    "progress_bar",
+    "generate_videos",
+    "generated_features",
+    "dataset_features",
+    "evaluate_is",
+    "evaluate_fid",
+    "evaluate_fvd",
+    "real_stats_from_dataset",
+    "fvd_real_indices",
+    "generator_protocol",
+]
+
+
+class FeatureExtractor(Protocol):
+    name: str
+    weights_sha256: dict[str, str]
+
+    def features(self, videos: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Videos ``(N, 3, T, H, W)`` in [−1, 1] → (penultimate features ``(N, D)``, logits ``(N, K)``)."""
+        ...
+
+
+@contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with ETA on stderr; yields ``advance(n)``."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@torch.no_grad()
+def generate_videos(
+    generator: nn.Module,
+    n: int,
+    batch: int,
+    seed: int,
+    n_frames: int = 16,
+    render_level: int | None = None,
+) -> Iterator[Tensor]:
+    """Yield ``n`` generated videos ``(B, 3, n_frames, H, W)`` clipped to [−1, 1], in batches.
+
+    The generator runs in eval mode (running BN statistics, no subsampling) and is put back in its previous
+    mode afterwards. z (and labels, for a conditional generator) come from a CPU ``torch.Generator`` seeded
+    with ``seed``, so the samples do not depend on the device or the batch size.
+    """
+    was_training = generator.training
+    generator.eval()
+    device = _device_of(generator)
+    rng = torch.Generator().manual_seed(seed)
+    n_classes = getattr(generator, "n_classes", 0)
+    z_all = generator.make_z(n, generator=rng, device="cpu")  # (n, z_dim), drawn at once: batch-size free
+    y_all = torch.randint(n_classes, (n,), generator=rng) if n_classes else None
+    try:
+        for start in range(0, n, batch):
+            z = z_all[start : start + batch].to(device)
+            y = None if y_all is None else y_all[start : start + batch].to(device)
+            videos = generator(z, y, n_frames=n_frames, render_level=render_level)
+            yield videos.clamp(-1, 1)  # (B, 3, T, H, W)
+    finally:
+        generator.train(was_training)
+
+
+def generated_features(
+    generator: nn.Module,
+    extractor: FeatureExtractor,
+    n: int,
+    batch: int,
+    seed: int,
+    n_frames: int = 16,
+    render_level: int | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple[FeatureStats, np.ndarray | None, tuple[int, ...]]:
+    """Statistics of the features of ``n`` generated videos, their class probabilities ``(n, K)`` (or None)
+    and the shape ``(3, T, H, W)`` of one video."""
+    stats, probs, shape = FeatureStats(), [], ()
+    for videos in generate_videos(generator, n, batch, seed, n_frames, render_level):
+        features, logits = extractor.features(videos)
+        stats.update(features)
+        if logits is not None:
+            probs.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        shape = tuple(videos.shape[1:])
+        advance(len(videos))
+    return stats, (np.concatenate(probs) if probs else None), shape
+
+
+def dataset_features(
+    dataset: Any,
+    keys: Sequence[Any],
+    extractor: Callable[[Tensor], Tensor],
+    batch: int,
+    num_workers: int = 0,
+    advance: Callable[[int], None] = lambda n: None,
+) -> FeatureStats:
+    """Feature statistics of ``dataset[key]`` clips (uint8 ``(C, T, H, W)``) for ``key`` in ``keys``.
+
+    ``extractor`` maps a uint8 batch ``(B, C, T, H, W)`` to features ``(B, D)``.
+    """
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=list(keys), num_workers=num_workers, shuffle=False
+    )
+    stats = FeatureStats()
+    for clips, _labels in loader:
+        stats.update(extractor(clips))  # clips: (B, C, T, H, W) uint8
+        advance(len(clips))
+    return stats
+
+
+def real_stats_from_dataset(
+    dataset: Any,
+    extractor: FeatureExtractor,
+    n_real: int | None = None,
+    batch: int = 17,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[FeatureStats, int]:
+    """Real statistics as the official ``compute_fid.py``: the dataset in order, repeated (pass p = epoch p
+    of its random augmentation), ``n_real`` clips (default 10 passes). Returns (stats, passes)."""
+    from ..data.base import to_float
+
+    n_videos = len(dataset)
+    n_real = 10 * n_videos if n_real is None else n_real
+    keys = [(i % n_videos, i // n_videos) for i in range(n_real)]  # (index, epoch)
+    with progress_bar(n_real, "real features", progress) as advance:
+        stats = dataset_features(
+            dataset, keys, lambda clips: extractor.features(to_float(clips))[0], batch, num_workers, advance
+        )
+    return stats, -(-n_real // n_videos)
+
+
+def generator_protocol(generator: nn.Module, n_frames: int, render_level: int | None) -> dict[str, Any]:
+    """The generator side of a record: preset, level, frames, resolution."""
+    cfg = getattr(generator, "config", None)
+    level = render_level or getattr(generator, "render_level", None)
+    record: dict[str, Any] = {"frames": n_frames, "render_level": level}
+    if cfg is not None:
+        record["preset"] = cfg.preset
+        record["resolution"] = cfg.model.t_size * 8 * 2 ** (level - 1) if level else cfg.model.resolution
+    return record
+
+
+def evaluate_is(
+    generator: nn.Module,
+    extractor: FeatureExtractor,
+    n: int = 2048,
+    loops: int = 10,
+    batch: int = 16,
+    seed: int = 0,
+    splits: int = 1,
+    n_frames: int = 16,
+    render_level: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The TGANv2 IS protocol; loop k uses seed ``seed + k``. Returns the record (value, per-loop, protocol)."""
+    values = []
+    with progress_bar(n * loops, f"IS ({extractor.name})", progress) as advance:
+        for loop in range(loops):
+            _, probs, shape = generated_features(
+                generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
+            )
+            if probs is None:
+                raise ValueError(f"the {extractor.name} extractor gives no class probabilities")
+            values.append(inception_score(probs, splits=splits)[0])
+    mean, std = mean_and_std(values)
+    return {
+        "metric": f"is_{extractor.name}",
+        "value": {"mean": mean, "std": std, "per_loop": values},
+        "n": n, "loops": loops, "splits": splits, "eps": 1e-20,
+        "seeds": [seed + k for k in range(loops)],
+        "video_shape": list(shape),
+        **generator_protocol(generator, n_frames, render_level),
+        "weights_sha256": dict(extractor.weights_sha256),
+    }
+
+
+def evaluate_fid(
+    generator: nn.Module,
+    extractor: FeatureExtractor,
+    real_stats: FeatureStats,
+    n: int = 2048,
+    loops: int = 10,
+    batch: int = 16,
+    seed: int = 0,
+    n_frames: int = 16,
+    render_level: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The TGANv2 FID protocol against precomputed real statistics (covariances with ddof 1)."""
+    values = []
+    with progress_bar(n * loops, f"FID ({extractor.name})", progress) as advance:
+        for loop in range(loops):
+            fake, _, shape = generated_features(
+                generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
+            )
+            values.append(frechet_distance(real_stats.mean, real_stats.cov(1), fake.mean, fake.cov(1)))
+    mean, std = mean_and_std(values)
+    return {
+        "metric": f"fid_{extractor.name}",
+        "value": {"mean": mean, "std": std, "per_loop": values},
+        "n": n, "loops": loops, "covariance_ddof": 1, "n_real": real_stats.n_items,
+        "seeds": [seed + k for k in range(loops)],
+        "video_shape": list(shape),
+        **generator_protocol(generator, n_frames, render_level),
+        "weights_sha256": dict(extractor.weights_sha256),
+    }
+
+
+def fvd_real_indices(n_videos: int, n: int, seed: int) -> np.ndarray:
+    """``n`` video indices drawn uniformly over all videos (seeded permutations, each video at most
+    ⌈n / n_videos⌉ times) — not the first ``n`` files in sorted order (evaluation.md §3.1 pitfall)."""
+    rng = np.random.default_rng(seed)
+    passes = -(-n // n_videos)
+    return np.concatenate([rng.permutation(n_videos) for _ in range(passes)])[:n]
+
+
+def evaluate_fvd(
+    generator: nn.Module,
+    detector: Any,
+    dataset: Any,
+    n: int = 2048,
+    loops: int = 1,
+    batch: int = 16,
+    seed: int = 0,
+    n_frames: int = 16,
+    render_level: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """FVD with StyleGAN-V's I3D: ``n`` real clips (uint8, straight from the dataset) vs ``n`` generated."""
+    indices = fvd_real_indices(len(dataset), n, seed)
+    keys = [(int(i), 0) for i in indices]
+    with progress_bar(n * (loops + 1), "FVD (i3d)", progress) as advance:
+        real = dataset_features(dataset, keys, detector.features_uint8, batch, num_workers, advance)
+        values = []
+        for loop in range(loops):
+            fake, _, shape = generated_features(
+                generator, detector, n, batch, seed + loop, n_frames, render_level, advance
+            )
+            values.append(frechet_distance(real.mean, real.cov(0), fake.mean, fake.cov(0)))
+    mean, std = mean_and_std(values)
+    return {
+        "metric": "fvd_i3d",
+        "value": {"mean": mean, "std": std, "per_loop": values},
+        "n": n, "n_real": n, "loops": loops, "covariance_ddof": 0,
+        "seeds": [seed + k for k in range(loops)],
+        "real_seed": seed,
+        "real_videos_covered": int(len(np.unique(indices))),
+        "video_shape": list(shape),
+        **generator_protocol(generator, n_frames, render_level),
+        "weights_sha256": dict(detector.weights_sha256),
+    }

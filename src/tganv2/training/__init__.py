@@ -1,0 +1,1 @@
+"""Training: the official update rule (``step``), checkpoints, distributed set-up and the loop."""

@@ -1,0 +1,141 @@
+"""``tganv2 train`` and ``tganv2 generate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from .loop import RunOptions, train
+
+    overrides = list(args.overrides)
+    for flag, key in (
+        ("iterations", "train.iterations"),
+        ("batch", "train.batch"),
+        ("checkpoint_every", "train.checkpoint_every"),
+        ("sample_every", "train.sample_every"),
+        ("seed", "train.seed"),
+        ("precision", "train.precision"),
+        ("workers", "data.num_workers"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.compile:
+        overrides.append("train.compile=true")
+    cfg = load_config(args.preset, args.config or [], overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.preset
+    options = RunOptions(
+        out=out, data=args.data, device=args.device, stop_after=args.stop_after, progress=not args.no_progress
+    )
+    last = train(cfg, options)
+    if last:
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
+        print(f"tganv2 train: done. {shown}")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..snapshot import load_generator
+
+    path = Path(args.checkpoint)
+    if path.is_dir():  # a run directory: its latest snapshot
+        path = path / "generator.safetensors"
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    generator = load_generator(path, device=device)
+    level = args.level or generator.render_level
+    if not 1 <= level <= generator.n_levels:
+        raise UserError(f"--level must be in 1..{generator.n_levels}, got {level}")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".gif", ".npz"):
+        raise UserError(f"--out must end in .mp4, .gif or .npz, got '{out.name}'")
+    rng = torch.Generator().manual_seed(args.seed)
+    videos = []
+    with torch.no_grad():
+        for start in range(0, args.n, args.batch):
+            z = generator.make_z(min(args.batch, args.n - start), generator=rng, device=device)
+            labels = None
+            if generator.n_classes:
+                labels = torch.randint(0, generator.n_classes, (z.shape[0],), generator=rng).to(device)
+            videos.append(generator(z, labels, n_frames=args.frames, render_level=level).clamp(-1, 1).cpu())
+    videos = torch.cat(videos)  # (N, C, T, H, W) in [-1, 1]
+    if out.suffix.lower() == ".npz":
+        uint8 = (videos * 128 + 128).clamp(0, 255).to(torch.uint8).numpy()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, videos=uint8)  # (N, C, T, H, W) uint8
+    else:
+        from ..data.video import make_grid, write_video
+
+        nrow = args.nrow or max(1, int(round(args.n**0.5)))
+        write_video(out, make_grid(videos, nrow=nrow), fps=args.fps)
+    print(
+        f"tganv2 generate: wrote {args.n} videos of {videos.shape[2]} frames at "
+        f"{videos.shape[-1]} px (level {level}) to {out}"
+    )
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a TGANv2 model (rerun the same command to resume)",
+        description="Train TGANv2 with the official update rule. Rerunning the same command resumes from "
+        "the latest checkpoint in --out. Multi-GPU/multi-node: torchrun --nproc_per_node=N tganv2 train ...",
+    )
+    p.add_argument("--preset", default="demo-64", help="preset name (see `tganv2 presets`; default demo-64)")
+    p.add_argument("--config", action="append", help="YAML file applied on top of the preset (repeatable)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="HDF5 file, run folder of train.h5, or folder of videos "
+        "(default: the built-in synthetic dataset)",
+    )
+    p.add_argument("--out", default=None, help="run directory (default runs/PRESET); reruns resume here")
+    p.add_argument("--iterations", type=int, help="total iterations; the lr decays linearly to 0 over them")
+    p.add_argument("--batch", type=int, help="per-device batch at level 1 (global = batch × world size)")
+    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints and snapshots")
+    p.add_argument("--sample-every", type=int, help="iterations between sample grids (.mp4 and .gif)")
+    p.add_argument("--seed", type=int, help="base seed; rank r uses seed + r")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="autocast precision of the forward passes")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator (opt-in)")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop with a checkpoint after this many iterations in this process",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.lr=2e-4"
+    )
+    p.set_defaults(func=run_train)
+
+    g = subparsers.add_parser(
+        "generate",
+        help="sample videos from a checkpoint or generator snapshot",
+        description="Sample videos from a full checkpoint (.pt), a generator snapshot (.safetensors) or a "
+        "run directory, on CPU or CUDA. Writes a grid video (.mp4/.gif) or the raw videos (.npz, uint8 "
+        "(N, C, T, H, W)).",
+    )
+    g.add_argument(
+        "--checkpoint", required=True, help="checkpoint .pt, snapshot .safetensors or run directory"
+    )
+    g.add_argument("--out", required=True, help="output file: .mp4, .gif (grid) or .npz (raw videos)")
+    g.add_argument("--n", type=int, default=36, help="number of videos (default 36)")
+    g.add_argument("--frames", type=int, default=None, help="frames per video (default: the trained length)")
+    g.add_argument("--level", type=int, default=None, help="render level 1..L (default: the last)")
+    g.add_argument("--seed", type=int, default=0, help="seed of z")
+    g.add_argument("--batch", type=int, default=8, help="videos generated at once")
+    g.add_argument("--nrow", type=int, default=None, help="videos per grid row (default √n)")
+    g.add_argument("--fps", type=float, default=8, help="frame rate of the written video")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.set_defaults(func=run_generate)

@@ -1,0 +1,134 @@
+"""torch.distributed set-up for ``torchrun --nproc_per_node=N tganv2 train ...``.
+
+Batch semantics: ``--batch`` is the per-device batch at level 1; the global batch is batch × world size.
+Gradients are averaged over ranks and R1's λ is scaled to the per-device batch (see ``tganv2.losses``), so
+a run on W devices with batch B matches one device with batch W·B. Each rank gets its own seed and its own
+shard of the data; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "CPUSyncBatchNorm2d",
+    "convert_sync_batchnorm",
+    "barrier",
+    "broadcast_parameters",
+    "all_gather_objects",
+]
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]:
+    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set); pick the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    info = DistInfo(
+        rank=dist.get_rank() if dist.is_initialized() else 0,
+        world_size=dist.get_world_size() if dist.is_initialized() else 1,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(info.local_rank)
+        return info, torch.device("cuda", info.local_rank)
+    return info, torch.device(device)
+
+
+class CPUSyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d with statistics over all ranks, for CPU/gloo (torch's SyncBatchNorm is GPU-only).
+
+    Two differentiable all-reduces (``torch.distributed.nn``): the global mean, then the global biased
+    variance; the running variance is updated unbiased, like Chainer's MultiNodeBatchNormalization.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        with warnings.catch_warnings():  # deprecated in favour of a private module; still the public API
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch.distributed.nn.functional import all_reduce as _all_reduce
+
+        def all_reduce(t: torch.Tensor) -> torch.Tensor:  # differentiable sum over ranks
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return _all_reduce(t)
+
+        channels = x.shape[1]
+        count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
+        count = all_reduce(count)  # (1,) elements per channel over all ranks
+        mean = all_reduce(x.sum(dim=(0, 2, 3))) / count  # (C,)
+        centred = x - mean.view(1, -1, 1, 1)
+        var = all_reduce(centred.pow(2).sum(dim=(0, 2, 3))) / count  # (C,) biased
+        with torch.no_grad():
+            n = count.item()
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach() * n / max(n - 1, 1))
+            self.num_batches_tracked += 1
+        out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Synchronised BN for the generator when several processes train (the official MultiNodeBN).
+
+    CUDA uses ``torch.nn.SyncBatchNorm``; other devices use :class:`CPUSyncBatchNorm2d`. Parameter and
+    buffer names are unchanged, so checkpoints and snapshots load into a plain generator.
+    """
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return module
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = CPUSyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine)
+            synced.load_state_dict(child.state_dict())
+            setattr(module, name, synced.to(child.running_mean.device))
+        else:
+            convert_sync_batchnorm(child, device)
+    return module
+
+
+def broadcast_parameters(module: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (what DDP does at construction)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_objects(obj) -> list:
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

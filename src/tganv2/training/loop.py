@@ -1,0 +1,274 @@
+"""The training loop behind ``tganv2 train`` (reference.md §4): read it top to bottom.
+
+Run directory (rank 0 writes, every rank reads):
+    OUT/config.yaml                the effective config
+    OUT/checkpoints/ckpt-N.pt      full state, atomic, the last K kept; rerunning the command resumes
+    OUT/generator.safetensors      latest generator snapshot (with BN running stats) + config metadata
+    OUT/log.jsonl                  scalars, one JSON object per logged iteration
+    OUT/samples/iter_N.{mp4,gif}   a fixed z rendered at every level (the paper's Figure 4)
+    OUT/tensorboard/               scalars and sample frames
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import Config, config_from_dict, config_to_dict
+from ..errors import UserError
+from ..snapshot import save_generator
+from .batches import make_batch_stream
+from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    broadcast_parameters,
+    convert_sync_batchnorm,
+    init_distributed,
+)
+from .samples import SampleWriter
+from .step import Trainer
+
+__all__ = ["TrainingDiverged", "RunOptions", "train"]
+
+
+class TrainingDiverged(UserError):
+    exit_code = 3
+
+
+@dataclass
+class RunOptions:
+    out: Path  # run directory
+    data: str | None = None  # dataset path; None = built-in synthetic dataset
+    device: str = "auto"  # auto | cpu | cuda
+    stop_after: int | None = None  # stop (with a checkpoint) after this many iterations in this process
+    progress: bool = True  # show the progress bar
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _open_dataset(cfg: Config, data: str | None):
+    from ..data import open_dataset
+
+    return open_dataset(
+        data,
+        n_frames=cfg.model.n_frames,
+        size=cfg.model.resolution,
+        train=True,
+        seed=cfg.train.seed,
+        xmargin=cfg.data.xmargin,
+        xflip=cfg.data.xflip,
+        n_clips=cfg.data.synthetic_size,
+    )
+
+
+def _check_resumable(out: Path, cfg: Config) -> None:
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
+    if config_to_dict(saved)["model"] != config_to_dict(cfg)["model"]:
+        raise UserError(
+            f"{out} holds a run with a different model config; use another --out or the same options"
+        )
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits cleanly at the end of the iteration."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: Config, options: RunOptions) -> dict:
+    """Train (or resume) the run in ``options.out``; returns the last logged scalars."""
+    info, device = init_distributed(options.device)
+    out = Path(options.out)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+    # --- models, optimisers, the per-rank random stream ------------------------------------------
+    _seed_everything(cfg.train.seed + info.rank)
+    from ..config import build_generator
+
+    generator = convert_sync_batchnorm(build_generator(cfg), device)
+    trainer = Trainer(cfg, device, generator=generator, seed=cfg.train.seed + info.rank)
+    broadcast_parameters(trainer.generator)  # every rank starts from rank 0's weights
+    broadcast_parameters(trainer.discriminator)
+
+    # --- resume by rerunning the same command ------------------------------------------------------
+    if info.is_main:
+        _check_resumable(out, cfg)
+    ckpt_path = latest_checkpoint(out / "checkpoints")
+    if ckpt_path is not None:
+        state = load_checkpoint(ckpt_path)
+        trainer.load_state_dict(state["trainer"])
+        if info.rank < len(state["rank_rng"]):  # each rank's own streams (rank 0's are in "trainer")
+            trainer.rng_fake.set_state(state["rank_rng"][info.rank][0])
+            trainer.rng_real.set_state(state["rank_rng"][info.rank][1])
+        restore_rng(state["global_rng"])
+    start = trainer.iteration
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        where = f"resuming from {ckpt_path.name} at iteration {start}" if ckpt_path else "starting"
+        print(f"tganv2 train: {where}; run directory {out}; device {device}; world size {info.world_size}")
+
+    # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
+    dataset = _open_dataset(cfg, options.data)
+    batches = make_batch_stream(
+        dataset,
+        cfg.train.batch,
+        cfg.train.seed,
+        info.rank,
+        info.world_size,
+        start=start * cfg.train.n_dis,
+        num_workers=cfg.data.num_workers,
+    )
+
+    def next_real():
+        from ..data import to_float
+
+        clips, labels = next(batches)
+        return to_float(clips), labels
+
+    writer = SampleWriter(out, cfg, device, dataset) if info.is_main else None
+    if writer is not None and start == 0:
+        writer.write(trainer.generator, 0)
+    end = (
+        cfg.train.iterations
+        if options.stop_after is None
+        else min(cfg.train.iterations, start + options.stop_after)
+    )
+    last: dict = {}
+    progress = _Progress(start, cfg.train.iterations, enabled=options.progress and info.is_main)
+    with _StopFlag() as stop, progress:
+        for it in range(start + 1, end + 1):
+            t0 = time.perf_counter()
+            scalars = trainer.step(next_real)
+            bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+            if bad:
+                good = latest_checkpoint(out / "checkpoints")
+                raise TrainingDiverged(
+                    f"non-finite {bad[0]} at iteration {it}; stopped without saving. The last good "
+                    f"checkpoint is {good if good else '(none yet)'}; lower train.lr or check the data"
+                )
+            scalars["sec_per_it"] = time.perf_counter() - t0
+            progress.update(it, scalars)
+            if info.is_main and (it % cfg.train.log_every == 0 or it == end):
+                last = {"iteration": it, **scalars}
+                writer.log(it, scalars)
+            if writer is not None and it % cfg.train.sample_every == 0:
+                last.update(writer.write(trainer.generator, it))
+            stopping = stop.signal is not None or it == end
+            if it % cfg.train.checkpoint_every == 0 or stopping:
+                _checkpoint(out, cfg, trainer, info)
+            if stop.signal is not None:
+                if info.is_main:
+                    print(
+                        f"\ntganv2 train: signal {stop.signal} at iteration {it}; checkpoint written; "
+                        "rerun the same command to resume"
+                    )
+                break
+    if writer is not None:
+        if trainer.iteration % cfg.train.sample_every:
+            last.update(writer.write(trainer.generator, trainer.iteration))
+        writer.close()
+    return last
+
+
+def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> None:
+    # every rank's random streams, for an exact resume
+    rank_rng = all_gather_objects((trainer.rng_fake.get_state(), trainer.rng_real.get_state()))
+    if info.is_main:
+        state = {
+            "trainer": trainer.state_dict(),
+            "generator": trainer.state_dict()["generator"],  # for load_generator / tganv2 generate
+            "config": config_to_dict(cfg),
+            "rank_rng": rank_rng,
+            "global_rng": capture_rng(),
+        }
+        save_checkpoint(out / "checkpoints", trainer.iteration, state, cfg.train.keep_checkpoints)
+        save_generator(
+            out / "generator.safetensors", trainer.generator, cfg, iteration=str(trainer.iteration)
+        )
+    barrier()
+
+
+class _Progress:
+    """A rich progress bar with iterations/s, ETA and the latest losses (rank 0 only)."""
+
+    def __init__(self, start: int, total: int, enabled: bool) -> None:
+        self.enabled, self.start, self.total = enabled, start, total
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("train", total=self.total, completed=self.start, rate="", losses="")
+        return self
+
+    def update(self, it: int, scalars: dict) -> None:
+        if self.bar is None:
+            return
+        rate = f"{1.0 / max(scalars['sec_per_it'], 1e-9):.2f} it/s"
+        losses = " ".join(
+            f"{k[5:] if k.startswith('loss_') else k} {scalars[k]:.3f}"
+            for k in ("loss_gen", "loss_dis", "loss_gp")
+            if k in scalars
+        )
+        self.bar.update(self.task, completed=it, rate=rate, losses=losses)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,130 @@
+"""Progress artefacts of a run: the JSONL log, TensorBoard, sample grids and learning statistics.
+
+Sample grids follow the paper's Figure 4: a fixed z rendered at every level in eval mode (running BN
+statistics, no subsampling), each level upscaled (nearest) to the final resolution; one row per z, one
+column per level. ``video_statistics`` gives numbers that show learning without a classifier: the mean
+frame-to-frame change and the colour histogram of generated videos, next to those of the data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import Config
+
+__all__ = ["SampleWriter", "video_statistics", "render_levels", "histogram_distance"]
+
+N_SAMPLE_ROWS = 6  # z vectors in the sample grid
+HIST_BINS = 16
+
+
+def render_levels(generator, z: Tensor, n_frames: int | None = None) -> Tensor:
+    """Eval-mode videos of ``z`` at every level, upscaled to the last level: ``(N·L, C, T, H, W)``."""
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        videos = [
+            generator(z, n_frames=n_frames, render_level=level) for level in range(1, generator.n_levels + 1)
+        ]
+    generator.train(was_training)
+    size = videos[-1].shape[-1]
+    upscaled = [upsample_nearest(v, size) for v in videos]  # each (N, C, T, H, W)
+    return torch.stack(upscaled, dim=1).flatten(0, 1)  # (N·L, C, T, H, W), row-major per z
+
+
+def video_statistics(videos: Tensor) -> dict[str, Tensor | float]:
+    """Mean |x_{t+1} − x_t| in 0–255 units and per-channel colour histograms of ``(N, C, T, H, W)``."""
+    videos = videos.detach().float().clamp(-1, 1)
+    motion = (videos[:, :, 1:] - videos[:, :, :-1]).abs().mean().item() * 128
+    hist = torch.stack(
+        [torch.histc(videos[:, c], bins=HIST_BINS, min=-1, max=1) for c in range(videos.shape[1])]
+    )
+    return {"motion": motion, "histogram": hist / hist.sum(dim=1, keepdim=True)}
+
+
+def histogram_distance(a: Tensor, b: Tensor) -> float:
+    """Mean over channels of the L1 distance between normalised histograms (0 = same, 2 = disjoint)."""
+    return (a - b).abs().sum(dim=1).mean().item()
+
+
+class SampleWriter:
+    """Rank-0 writer of ``log.jsonl``, TensorBoard scalars and frames, and sample grids."""
+
+    def __init__(self, out: Path, cfg: Config, device: torch.device, dataset) -> None:
+        self.out, self.cfg, self.device = Path(out), cfg, device
+        self.z = (
+            torch.rand(N_SAMPLE_ROWS, cfg.model.z_dim, generator=torch.Generator().manual_seed(2024)) * 2 - 1
+        )
+        self.z = self.z.to(device)
+        self.log_path = self.out / "log.jsonl"
+        self.real_stats = self._real_statistics(dataset)
+        self._tb = None
+        self._t0 = time.time()
+
+    def _real_statistics(self, dataset) -> dict:
+        from ..data import to_float
+
+        n = min(len(dataset), 32)
+        clips = torch.stack([dataset[(i, 0)][0] for i in range(n)])  # (n, C, T, H, W) uint8
+        return video_statistics(to_float(clips))
+
+    @property
+    def tensorboard(self):
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+        return self._tb
+
+    def log(self, iteration: int, scalars: dict) -> None:
+        record = {"iteration": iteration, "time": round(time.time() - self._t0, 3), **scalars}
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in scalars.items():
+            self.tensorboard.add_scalar(f"train/{key}", value, iteration)
+
+    def write(self, generator, iteration: int) -> dict:
+        """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics."""
+        from ..data.video import make_grid, write_video
+
+        grid_videos = render_levels(generator, self.z)  # (N·L, C, T, H, W)
+        frames = make_grid(grid_videos, nrow=generator.n_levels)  # (T, H', W', 3) uint8
+        stem = self.out / "samples" / f"iter_{iteration:07d}"
+        write_video(stem.with_suffix(".mp4"), frames, fps=8)
+        write_video(stem.with_suffix(".gif"), frames, fps=8)
+        self.tensorboard.add_image("samples/first_frame", frames[0], iteration, dataformats="HWC")
+        self.tensorboard.add_image(
+            "samples/middle_frame", frames[len(frames) // 2], iteration, dataformats="HWC"
+        )
+        fake = video_statistics(grid_videos.view(-1, generator.n_levels, *grid_videos.shape[1:])[:, -1])
+        stats = {
+            "motion_fake": round(fake["motion"], 4),
+            "motion_real": round(self.real_stats["motion"], 4),
+            "hist_l1": round(histogram_distance(fake["histogram"], self.real_stats["histogram"]), 4),
+        }
+        with open(self.log_path, "a") as f:
+            f.write(
+                json.dumps({"iteration": iteration, "samples": str(stem.with_suffix(".mp4").name), **stats})
+                + "\n"
+            )
+        for key, value in stats.items():
+            self.tensorboard.add_scalar(f"samples/{key}", value, iteration)
+        return stats
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def upsample_nearest(video: Tensor, size: int) -> Tensor:
+    """``(N, C, T, h, w)`` → ``(N, C, T, size, size)`` by nearest neighbour."""
+    n, c, t, h, w = video.shape
+    return F.interpolate(video.reshape(n, c * t, h, w), size=(size, size), mode="nearest").view(
+        n, c, t, size, size
+    )

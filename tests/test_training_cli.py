@@ -1,0 +1,228 @@
+"""`tganv2 train` / `tganv2 generate` end to end: exact resume after SIGKILL, run artefacts, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tganv2.data.video import read_video
+
+TINY = [
+    "model.n_frames=8",
+    "model.z_dim=8",
+    "model.ch=2",
+    "model.clstm_ch=8",
+    "model.d_ch=2",
+    "train.batch=4",
+    "data.synthetic_size=64",
+    "train.log_every=1",
+]
+
+
+def _train_cmd(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tganv2.cli",
+        "train",
+        "--preset",
+        "demo-64",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+        *TINY,
+    ]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    """N iterations in one go == N/2, SIGKILL, rerun the same command (every tensor torch.equal)."""
+    args = ["--iterations", "8", "--checkpoint-every", "4", "--sample-every", "100"]
+    straight = _run(_train_cmd(tmp_path / "a", *args))
+    assert straight.returncode == 0, straight.stderr
+
+    cmd = _train_cmd(tmp_path / "b", *args)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    half = tmp_path / "b" / "checkpoints" / "ckpt-0000004.pt"
+    deadline = time.time() + 300
+    while not half.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert half.exists()
+    assert not (tmp_path / "b" / "checkpoints" / "ckpt-0000008.pt").exists(), "killed too late to test resume"
+    resumed = _run(cmd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from ckpt-0000004.pt at iteration 4" in resumed.stdout
+
+    g_a = load_file(str(tmp_path / "a" / "generator.safetensors"))
+    g_b = load_file(str(tmp_path / "b" / "generator.safetensors"))
+    assert g_a.keys() == g_b.keys()
+    for key in g_a:
+        assert torch.equal(g_a[key], g_b[key]), key
+    ck_a = torch.load(tmp_path / "a" / "checkpoints" / "ckpt-0000008.pt", weights_only=True)
+    ck_b = torch.load(tmp_path / "b" / "checkpoints" / "ckpt-0000008.pt", weights_only=True)
+    for key, value in ck_a["trainer"]["discriminator"].items():
+        assert torch.equal(value, ck_b["trainer"]["discriminator"][key]), key
+
+
+def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
+    out = tmp_path / "run"
+    result = _run(_train_cmd(out, "--iterations", "3", "--checkpoint-every", "2", "--sample-every", "2"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-0000002.pt", "ckpt-0000003.pt"]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r for r in records if "loss_dis" in r]
+    assert [r["iteration"] for r in losses] == [1, 2, 3]
+    assert all(np.isfinite(r[k]) for r in losses for k in ("loss_gen", "loss_dis", "loss_gp"))
+    assert losses[-1]["lr"] == pytest.approx(0.0)  # linear decay to 0 over --iterations
+    # the sample grid: 6 z rows × 4 level columns of 64-px, 8-frame videos (+2 px padding)
+    frames = read_video(out / "samples" / "iter_0000002.mp4")
+    assert frames.shape == (8, 6 * 66 + 2, 4 * 66 + 2, 3)
+    assert (out / "samples" / "iter_0000002.gif").stat().st_size > 0
+    snapshot = load_file(str(out / "generator.safetensors"))
+    assert "blocks.5.bn2.running_var" in snapshot  # BN running statistics travel with the snapshot
+
+    npz = tmp_path / "videos.npz"
+    gen = _run(
+        [
+            sys.executable,
+            "-m",
+            "tganv2.cli",
+            "generate",
+            "--checkpoint",
+            str(out / "checkpoints" / "ckpt-0000003.pt"),
+            "--n",
+            "3",
+            "--frames",
+            "32",
+            "--out",
+            str(npz),
+        ]
+    )
+    assert gen.returncode == 0, gen.stderr
+    with np.load(npz, allow_pickle=False) as data:
+        assert data["videos"].shape == (3, 3, 32, 64, 64) and data["videos"].dtype == np.uint8
+    mp4 = tmp_path / "grid.mp4"
+    gen = _run(
+        [
+            sys.executable,
+            "-m",
+            "tganv2.cli",
+            "generate",
+            "--checkpoint",
+            str(out / "generator.safetensors"),
+            "--n",
+            "4",
+            "--frames",
+            "32",
+            "--level",
+            "2",
+            "--out",
+            str(mp4),
+        ]
+    )
+    assert gen.returncode == 0, gen.stderr
+    assert read_video(mp4).shape == (32, 2 * 18 + 2, 2 * 18 + 2, 3)  # 2×2 grid of 16-px level-2 videos
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd(out, "--iterations", "100000", "--checkpoint-every", "100000", "--sample-every", "100000"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = out / "log.jsonl"
+    deadline = time.time() + 300
+    while (not log.exists() or len(log.read_text().splitlines()) < 3) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "checkpoint written" in stdout
+    (ckpt,) = (out / "checkpoints").iterdir()
+    state = torch.load(ckpt, weights_only=True)
+    assert 3 <= state["trainer"]["iteration"] < 100000
+    assert ckpt.name == f"ckpt-{state['trainer']['iteration']:07d}.pt"
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from tganv2.cli import main
+    from tganv2.training import step as step_module
+
+    real_step = step_module.Trainer.step
+
+    def poisoned(self, next_real):
+        stats = real_step(self, next_real)
+        if self.iteration == 3:
+            stats["loss_dis"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(step_module.Trainer, "step", poisoned)
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--preset",
+            "demo-64",
+            "--out",
+            str(out),
+            "--iterations",
+            "5",
+            "--checkpoint-every",
+            "2",
+            "--sample-every",
+            "100",
+            "--no-progress",
+            *TINY,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "non-finite loss_dis at iteration 3" in err and "ckpt-0000002.pt" in err
+    assert len(err.strip().splitlines()) == 1
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt-0000002.pt"]
+    assert torch.load(out / "checkpoints" / "ckpt-0000002.pt", weights_only=True)["trainer"]["iteration"] == 2
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "tganv2.cli",
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "nope.pt"),
+            "--out",
+            str(tmp_path / "x.mp4"),
+        ]
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"tganv2: error: generator file not found: {tmp_path}/nope.pt"
+    ]
+    result = _run(_train_cmd(tmp_path / "r", "--data", str(tmp_path / "missing"), "--iterations", "1"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "missing" in result.stderr
