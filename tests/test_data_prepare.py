@@ -199,6 +199,8 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     assert (
         "videos: 2" in info and "frames: 37" in info and "classes: 2" in info and "resolution: 16x20" in info
     )
+    assert main(["data", "info", str(tmp_path / "out" / "train.json")]) == 0
+    assert "videos: 2" in capsys.readouterr().out
     assert main(["data", "info", str(videos)]) == 0
     info = capsys.readouterr().out
     assert "videos: 4" in info and "classes: 2" in info and "resolution: 30x40" in info

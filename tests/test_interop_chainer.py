@@ -145,8 +145,12 @@ def test_trainer_snapshot_prefix(cfg, official, tmp_path):
 def test_convert_cli_writes_a_snapshot_that_load_generator_reproduces_bit_for_bit(cfg, official, tmp_path):
     path, _ = official
     out = tmp_path / "G.safetensors"
-    assert main(["convert", "chainer-generator", str(path), *OVERRIDES, "--preset", "demo-64",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["convert", "chainer-generator", str(path), *OVERRIDES, "--preset", "demo-64", "--out", str(out)]
+        )
+        == 0
+    )
     reference = load_chainer_generator(path, cfg)
     loaded = tganv2.load_generator(out)
     assert loaded.config.model.n_layers == 2

@@ -92,8 +92,11 @@ def test_feature_stats_save_load_and_official_float32_files(tmp_path):
     assert loaded.n_items == 300
 
     # the official compute_fid.py writes float32 'mean' and 'cov' only
-    np.savez(tmp_path / "official.npz", mean=x.mean(0).astype(np.float32),
-             cov=np.cov(x, rowvar=False).astype(np.float32))
+    np.savez(
+        tmp_path / "official.npz",
+        mean=x.mean(0).astype(np.float32),
+        cov=np.cov(x, rowvar=False).astype(np.float32),
+    )
     official = FeatureStats.load(tmp_path / "official.npz")
     assert official.mean.dtype == np.float64
     np.testing.assert_allclose(official.cov(), np.cov(x, rowvar=False), rtol=1e-6)

@@ -66,9 +66,9 @@ def test_cli_batch_option_and_render_level_override(capsys):
 
 
 def test_cli_table_output(capsys):
-    assert main(["summary", "--preset", "demo-64"]) == 0
+    assert main(["summary", "--preset", "ucf101-192"]) == 0
     out = capsys.readouterr().out
-    assert "691,452" in out and "7,263,364" in out  # demo-64: G and D parameters
+    assert "88,032,460" in out and "116,077,060" in out and "29,019,265" in out  # G, D and D per level
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "frame-only":        {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "demo-64":           {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
 }
 
 # The Table 1 ablations that derive from a base preset (used by `bench cost` and benchmarks/ablation.py).

@@ -181,8 +181,8 @@ def run_scaling(args: argparse.Namespace) -> int:
 def run_step(args: argparse.Namespace) -> int:
     from .step import step_report
 
-    if args.iters < 1 or args.warmup < 0:
-        raise UserError("--iters must be >= 1 and --warmup >= 0")
+    if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
+        raise UserError("--iters and --repeats must be >= 1 and --warmup >= 0")
     load_config(args.preset, overrides=args.overrides)  # a bad preset or key fails here, in one line
     report = step_report(
         preset=args.preset,
@@ -197,6 +197,7 @@ def run_step(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         memory_budget_gb=args.memory_budget_gb,
         overrides=args.overrides,
+        repeats=args.repeats,
     )
     report.update(_provenance())
     if args.json:
@@ -205,7 +206,7 @@ def run_step(args: argparse.Namespace) -> int:
     print(
         f"{report['device_name']} ({report['device']}), {report['date']}; preset {report['preset']}, "
         f"{report['precision']}{', compiled G' if report['compile'] else ''}, batch {report['batch']}, "
-        f"median of {report['iters']} steps after {report['warmup']} warm-up"
+        f"median of {report['repeats']}×{report['iters']} steps after {report['warmup']} warm-up"
     )
     print(
         f"measured matmul rate: bf16 {report['bf16_matmul_tflops'] * 1e3:.0f} GFLOP/s, "
@@ -295,6 +296,8 @@ def add_commands(subparsers) -> None:
     step.add_argument("--batch", type=int, default=None, help="level-1 batch (default: the preset's)")
     step.add_argument("--iters", type=int, default=5, help="timed steps (median reported)")
     step.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    step.add_argument("--repeats", type=int, default=1,
+                      help="rounds of child runs, alternating the variants (median over all timed steps)")
     step.add_argument("--device", default=None, help="cpu or cuda[:k] (default: cuda if available)")
     step.add_argument("--variants", nargs="+", default=["tganv2", "no-subsampling"],
                       choices=["tganv2", "frame-only", "batch-only", "no-subsampling"])

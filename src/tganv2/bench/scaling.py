@@ -91,10 +91,12 @@ def _increments_per_doubling(rows: list[dict], key: str) -> list[float]:
     return [by_resolution[2 * r] - v for r, v in by_resolution.items() if 2 * r in by_resolution]
 
 
-def scaling_report(cfg: Config, batch: int = 4) -> dict:
+def scaling_report(cfg: Config, batch: int = 4, families_wanted: tuple[str, ...] | None = None) -> dict:
     """Per family and variant: resolution → levels, activation GB and GFLOPs of G and D (forward)."""
     families: dict = {}
     for family, variants in scaling_configs(cfg).items():
+        if families_wanted is not None and family not in families_wanted:
+            continue
         families[family] = {}
         for name, by_resolution in variants.items():
             rows = []

@@ -110,6 +110,7 @@ def child_step_run(spec: dict) -> dict:
         generator = torch.compile(generator)  # never D: its R1 pass is differentiated twice
     trainer = Trainer(cfg, device, generator=generator)
     rss_before = _rss_gb("VmRSS")
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out_of_memory = False
     times: list[float] = []
     try:
@@ -133,6 +134,8 @@ def child_step_run(spec: dict) -> dict:
         "rss_before_step_gb": rss_before,
         "peak_rss_gb": _rss_gb("VmHWM"),
         "threads": torch.get_num_threads(),
+        # other processes on a shared machine slow the step down: the 1-minute load around the run
+        "load_average_1min": [load_before, os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")],
     }
     if device.type == "cuda":
         result["peak_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
@@ -209,8 +212,13 @@ def step_report(
     find_max_batch: bool = False,
     max_batch: int = 256,
     memory_budget_gb: float = 4.0,
+    repeats: int = 1,
 ) -> dict:
-    """Speed, peak memory and MFU of ``variants`` at an equal batch, optionally their largest batch."""
+    """Speed, peak memory and MFU of ``variants`` at an equal batch, optionally their largest batch.
+
+    ``repeats`` rounds run every variant once each, alternating, so that a burst of load from other
+    processes does not fall on one variant only; the median is over the timed steps of all rounds.
+    """
     from .cost import train_step_gflops
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -219,9 +227,8 @@ def step_report(
         "bf16_matmul_tflops": matmul_tflops(device, torch.bfloat16),
         "fp32_matmul_tflops": matmul_tflops(device, torch.float32),
     }
-    results = {}
-    for variant in variants:
-        spec = {
+    specs = {
+        variant: {
             "preset": preset,
             "variant": variant,
             "batch": batch,
@@ -232,7 +239,15 @@ def step_report(
             "iters": iters,
             "overrides": list(overrides or []),
         }
-        run = run_in_child(spec)
+        for variant in variants
+    }
+    rounds: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            rounds[variant].append(run_in_child(specs[variant]))
+    results = {}
+    for variant, runs in rounds.items():
+        run = _merge_rounds(runs)
         flops = train_step_gflops(_variant_config(preset, variant, batch, precision, overrides), batch)
         run["train_step_gflops"] = sum(flops.values())
         if run.get("median_step_s"):
@@ -242,6 +257,7 @@ def step_report(
             run["mfu_vs_bf16_matmul"] = achieved / rates["bf16_matmul_tflops"]
             run["mfu_vs_fp32_matmul"] = achieved / rates["fp32_matmul_tflops"]
         if find_max_batch and run.get("median_step_s"):
+            spec = specs[variant]
             run["largest_batch"], run["batch_trials"] = largest_batch(spec, run, max_batch, memory_budget_gb)
         results[variant] = run
     return {
@@ -255,11 +271,27 @@ def step_report(
         "overrides": list(overrides or []),
         "iters": iters,
         "warmup": warmup,
+        "repeats": repeats,
         "max_batch": max_batch if find_max_batch else None,
         "memory_budget_gb": memory_budget_gb if find_max_batch and device == "cpu" else None,
         **rates,
         "variants": results,
     }
+
+
+def _merge_rounds(runs: list[dict]) -> dict:
+    """One result from several child runs of the same spec: all timed steps, the worst peak memory."""
+    merged = dict(runs[0])
+    ok = [r for r in runs if r.get("step_seconds")]
+    if len(runs) > 1 and ok:
+        merged["step_seconds"] = [t for r in ok for t in r["step_seconds"]]
+        merged["median_step_s"] = statistics.median(merged["step_seconds"])
+        for key in ("peak_memory_gb", "peak_rss_gb", "peak_allocated_gb"):
+            if key in ok[0]:
+                merged[key] = max(r[key] for r in ok)
+        keys = ("median_step_s", "peak_memory_gb", "load_average_1min", "error")
+        merged["rounds"] = [{k: r.get(k) for k in keys} for r in runs]
+    return merged
 
 
 def _cpu_name() -> str:

@@ -116,6 +116,8 @@ def describe(path: str) -> list[dict]:
     target = Path(path)
     if target.is_file() and target.suffix in (".h5", ".hdf5"):
         return [hdf5_summary(target)]
+    if target.is_file() and target.suffix == ".json" and target.with_suffix(".h5").is_file():
+        return [hdf5_summary(target.with_suffix(".h5"), target)]
     if target.is_file() and target.suffix == ".json":
         records = read_records(target)
         return [

@@ -204,11 +204,9 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
     """Convert the jobs whose part file is missing; fills ``summary`` and warns once per failed video."""
     todo = [job for job in jobs if not job.part.is_file()]
     summary.skipped = len(jobs) - len(todo)
-    failed_jobs: set[int] = set()
 
     def record(job_index: int, n_frames: int, reason: str) -> None:
         if reason:
-            failed_jobs.add(job_index)
             summary.failed.append((str(todo[job_index].source), reason))
             warnings.warn(f"skipping {todo[job_index].source}: {reason}", DataWarning, stacklevel=3)
         else:
@@ -234,24 +232,34 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
     return [job for job in jobs if job.part.is_file()]
 
 
+def _part_shape(path: Path) -> tuple[int, ...]:
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, _ = read_header(file)
+    return shape
+
+
 def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
     """Concatenate the part files into ``h5_path`` + ``.json`` atomically; returns the number of frames."""
-    parts = [np.load(job.part, mmap_mode="r", allow_pickle=False) for job in done]
-    total = sum(len(part) for part in parts)
-    _, channels, rows, cols = parts[0].shape
+    shapes = [_part_shape(job.part) for job in done]  # headers only: no file stays open
+    total = sum(shape[0] for shape in shapes)
+    _, channels, rows, cols = shapes[0]
     json_path = h5_path.with_suffix(".json")
     h5_temporary = h5_path.with_name(h5_path.name + ".tmp")
     json_temporary = json_path.with_name(json_path.name + ".tmp")
     records, start = [], 0
     with h5py.File(h5_temporary, "w") as file:
         image = file.create_dataset("image", shape=(total, channels, rows, cols), dtype=np.uint8)
-        for job, part in zip(done, parts):
-            image[start : start + len(part)] = part
-            record = {"start": start, "end": start + len(part)}
+        for job, (length, *_) in zip(done, shapes):
+            image[start : start + length] = np.load(job.part, allow_pickle=False)
+            record = {"start": start, "end": start + length}
             if with_category:
                 record["category"] = job.category
             records.append(record)
-            start += len(part)
+            start += length
     json_temporary.write_text(json.dumps(records))
     os.replace(json_temporary, json_path)
     os.replace(h5_temporary, h5_path)

@@ -6,9 +6,10 @@ resampling) and §4.2 (previews: uint8 = clip(x·128 + 128), MP4 written by rank
 Frames are uint8 ``(T, H, W, 3)`` RGB (``layout="THWC"``) or ``(3, T, H, W)`` (``layout="CTHW"``).
 Frame ``i`` of a video is the ``i``-th frame a full decode produces. ``read_video(path, start, n)`` seeks to
 the last keyframe at or before ``start`` and decodes forward, so a 16-frame clip from the middle of a long
-video does not decode the whole file; when the container's timestamps cannot be trusted (missing pts,
-variable frame rate, a seek that overshoots) it falls back to decoding from the beginning, so the result
-always equals ``read_video(path)[start:start + n]``.
+video does not decode the whole file. Frame indices come from timestamps relative to frame 0's; with open
+GOPs (XviD with B-frames) the seek backs off to an earlier keyframe, and when timestamps cannot be trusted
+(missing pts, variable frame rate) it decodes from the beginning, so the result always equals
+``read_video(path)[start:start + n]``.
 """
 
 from __future__ import annotations

@@ -7,4 +7,9 @@ from .chainer import (
     load_chainer_generator,
 )
 
-__all__ = ["chainer_generator_key", "chainer_generator_keys", "convert_chainer_generator", "load_chainer_generator"]
+__all__ = [
+    "chainer_generator_key",
+    "chainer_generator_keys",
+    "convert_chainer_generator",
+    "load_chainer_generator",
+]

@@ -29,10 +29,20 @@ from ..config import Config, build_generator
 from ..errors import UserError, WeightsError
 from ..metrics.c3d import read_npz
 
-__all__ = ["chainer_generator_key", "chainer_generator_keys", "load_chainer_generator", "convert_chainer_generator"]
+__all__ = [
+    "chainer_generator_key",
+    "chainer_generator_keys",
+    "load_chainer_generator",
+    "convert_chainer_generator",
+]
 
-_BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "avg_mean", "running_var": "avg_var",
-              "num_batches_tracked": "N"}
+_BN_FIELDS = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "avg_mean",
+    "running_var": "avg_var",
+    "num_batches_tracked": "N",
+}
 _PARAM_FIELDS = {"weight": "W", "bias": "b"}
 _BLOCK_LINKS = {"bn1": "b1", "bn2": "b2", "conv1": "c1", "conv2": "c2", "shortcut": "c_sc"}
 
@@ -44,10 +54,14 @@ def chainer_generator_key(torch_name: str) -> str:
         (r"fc\.(weight|bias)", lambda m: f"fc/{_PARAM_FIELDS[m[1]]}"),
         (r"clstm\.(\d+)\.w_x\.(weight|bias)", lambda m: f"decoder{m[1]}/w_xifoc/{_PARAM_FIELDS[m[2]]}"),
         (r"clstm\.(\d+)\.w_h\.weight", lambda m: f"decoder{m[1]}/w_hifoc/W"),
-        (r"blocks\.(\d+)\.(bn1|bn2)\.(\w+)",
-         lambda m: f"block{int(m[1]) + 1}/{_BLOCK_LINKS[m[2]]}/{_BN_FIELDS[m[3]]}"),
-        (r"blocks\.(\d+)\.(conv1|conv2|shortcut)\.(weight|bias)",
-         lambda m: f"block{int(m[1]) + 1}/{_BLOCK_LINKS[m[2]]}/{_PARAM_FIELDS[m[3]]}"),
+        (
+            r"blocks\.(\d+)\.(bn1|bn2)\.(\w+)",
+            lambda m: f"block{int(m[1]) + 1}/{_BLOCK_LINKS[m[2]]}/{_BN_FIELDS[m[3]]}",
+        ),
+        (
+            r"blocks\.(\d+)\.(conv1|conv2|shortcut)\.(weight|bias)",
+            lambda m: f"block{int(m[1]) + 1}/{_BLOCK_LINKS[m[2]]}/{_PARAM_FIELDS[m[3]]}",
+        ),
         (r"renderers\.(\d+)\.bn\.(\w+)", lambda m: f"b{int(m[1]) + 3}/{_BN_FIELDS[m[2]]}"),
         (r"renderers\.(\d+)\.conv\.(weight|bias)", lambda m: f"c{int(m[1]) + 3}/{_PARAM_FIELDS[m[2]]}"),
     ]
@@ -82,7 +96,7 @@ def load_chainer_generator(path: str | Path, cfg: Config, prefix: str = "") -> n
     path = Path(path)
     arrays = read_npz(path, "Chainer generator snapshot")
     if prefix:
-        arrays = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+        arrays = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
         if not arrays:
             raise WeightsError(f"{path.name}: no keys start with the prefix '{prefix}'")
     generator = build_generator(cfg)
@@ -118,13 +132,19 @@ def load_chainer_generator(path: str | Path, cfg: Config, prefix: str = "") -> n
     return generator.eval()
 
 
-def convert_chainer_generator(npz_path: str | Path, out_path: str | Path, cfg: Config, prefix: str = "") -> Path:
+def convert_chainer_generator(
+    npz_path: str | Path, out_path: str | Path, cfg: Config, prefix: str = ""
+) -> Path:
     """Import an official snapshot and write it with ``tganv2.snapshot.save_generator``."""
     from ..metrics.record import sha256_file
     from ..snapshot import save_generator
 
     generator = load_chainer_generator(npz_path, cfg, prefix=prefix)
     return save_generator(
-        out_path, generator, cfg, source="chainer", source_file=Path(npz_path).name,
+        out_path,
+        generator,
+        cfg,
+        source="chainer",
+        source_file=Path(npz_path).name,
         source_sha256=sha256_file(npz_path),
     )

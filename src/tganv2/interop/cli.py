@@ -25,16 +25,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     gen.add_argument("npz", help="the official generator snapshot, e.g. generator_iter_82000.npz")
     gen.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE",
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
         help="config overrides on top of the preset, e.g. model.n_layers=3 model.clstm_ch=512",
     )
     gen.add_argument(
-        "--preset", default="ucf101-192",
+        "--preset",
+        default="ucf101-192",
         help="config preset the snapshot was trained with (default: ucf101-192, the README UCF101 run)",
     )
     gen.add_argument("--out", required=True, help="output generator file (.safetensors)")
     gen.add_argument(
-        "--prefix", default="",
+        "--prefix",
+        default="",
         help="key prefix of the generator inside a larger npz, e.g. 'updater/model:gen/' (default: none)",
     )
     gen.set_defaults(func=_convert_chainer_generator)
@@ -47,5 +51,7 @@ def _convert_chainer_generator(args: argparse.Namespace) -> int:
 
     cfg = load_preset(args.preset, list(args.overrides))
     out = convert_chainer_generator(args.npz, args.out, cfg, prefix=args.prefix)
-    print(f"wrote {out} (preset {cfg.preset}, {cfg.model.resolution} px, render level {cfg.model.render_level})")
+    print(
+        f"wrote {out} (preset {cfg.preset}, {cfg.model.resolution} px, render level {cfg.model.render_level})"
+    )
     return 0

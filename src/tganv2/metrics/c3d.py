@@ -28,8 +28,16 @@ INPUT_SIZE = 112  # C3D crop size
 CLIP_FRAMES = 16  # C3D clip length
 MEAN_CROP = slice(8, 120)  # official mean2.npz['mean'][:, :, 8:120, 8:120]
 
-_CONVS = [("conv1a", 3, 64), ("conv2a", 64, 128), ("conv3a", 128, 256), ("conv3b", 256, 256),
-          ("conv4a", 256, 512), ("conv4b", 512, 512), ("conv5a", 512, 512), ("conv5b", 512, 512)]
+_CONVS = [
+    ("conv1a", 3, 64),
+    ("conv2a", 64, 128),
+    ("conv3a", 128, 256),
+    ("conv3b", 256, 256),
+    ("conv4a", 256, 512),
+    ("conv4b", 512, 512),
+    ("conv5a", 512, 512),
+    ("conv5b", 512, 512),
+]
 _FCS = [("fc6", 8192, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 101)]
 
 # The 22 keys of conv3d_deepnetA_ucf.npz and their shapes (Chainer/PyTorch layout (out, in, kT, kH, kW)).
@@ -110,7 +118,7 @@ class C3D(nn.Module):
         return x
 
     def forward(self, videos: Tensor) -> tuple[Tensor, Tensor]:
-        """Videos ``(N, 3, 16, H, W)`` in [−1, 1] → (fc7 after ReLU ``(N, 4096)``, fc8 logits ``(N, 101)``)."""
+        """Videos ``(N, 3, 16, H, W)`` in [−1, 1] → (fc7 after ReLU ``(N, 4096)``, fc8 ``(N, 101)``)."""
         x = self.trunk(self.preprocess(videos))
         x = x.flatten(1)  # (N, 8192), C-order over (C, T, H, W) like Chainer's reshape
         x = F.relu(self.fcs["fc6"](x))
@@ -124,7 +132,7 @@ class C3D(nn.Module):
 
     @classmethod
     def from_npz(cls, weights_path: str | Path, mean_path: str | Path) -> C3D:
-        """Load ``conv3d_deepnetA_ucf.npz`` (22 keys) and ``mean2.npz`` (key ``mean``, (3, 16, ≥120, ≥120))."""
+        """Load ``conv3d_deepnetA_ucf.npz`` (22 keys) and ``mean2.npz`` (``mean``: (3, 16, ≥120, ≥120))."""
         weights_path, mean_path = Path(weights_path), Path(mean_path)
         arrays = read_npz(weights_path, "C3D weights file")
         unexpected = sorted(set(arrays) - set(C3D_WEIGHT_SHAPES))
@@ -133,16 +141,23 @@ class C3D(nn.Module):
                 f"{weights_path.name}: unexpected key '{unexpected[0]}' (a C3D file has the 22 keys "
                 f"conv1a/W … fc8/b)"
             )
-        checked = {key: _check_shape(weights_path, arrays, key, shape) for key, shape in C3D_WEIGHT_SHAPES.items()}
+        checked = {
+            key: _check_shape(weights_path, arrays, key, shape) for key, shape in C3D_WEIGHT_SHAPES.items()
+        }
         mean_arrays = read_npz(mean_path, "C3D mean file")
         if "mean" not in mean_arrays:
-            raise WeightsError(f"{mean_path.name}: missing key 'mean', expected shape (3, 16, H>=120, W>=120)")
+            raise WeightsError(
+                f"{mean_path.name}: missing key 'mean', expected shape (3, 16, H>=120, W>=120)"
+            )
         mean = mean_arrays["mean"]
         if mean.ndim != 4 or mean.shape[:2] != (3, CLIP_FRAMES) or min(mean.shape[2:]) < 120:
             raise WeightsError(
-                f"{mean_path.name}: key 'mean' has shape {tuple(mean.shape)}, expected (3, 16, H>=120, W>=120)"
+                f"{mean_path.name}: key 'mean' has shape {tuple(mean.shape)}, "
+                f"expected (3, 16, H>=120, W>=120)"
             )
-        model = cls(torch.from_numpy(np.ascontiguousarray(mean[:, :, MEAN_CROP, MEAN_CROP], dtype=np.float32)))
+        model = cls(
+            torch.from_numpy(np.ascontiguousarray(mean[:, :, MEAN_CROP, MEAN_CROP], dtype=np.float32))
+        )
         with torch.no_grad():
             for name, module in [*model.convs.items(), *model.fcs.items()]:
                 module.weight.copy_(torch.from_numpy(checked[f"{name}/W"].astype(np.float32)))

@@ -66,8 +66,14 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
@@ -199,7 +205,7 @@ def evaluate_is(
     render_level: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The TGANv2 IS protocol; loop k uses seed ``seed + k``. Returns the record (value, per-loop, protocol)."""
+    """The TGANv2 IS protocol; loop k uses seed ``seed + k``. Returns the record (values and protocol)."""
     values = []
     with progress_bar(n * loops, f"IS ({extractor.name})", progress) as advance:
         for loop in range(loops):
@@ -213,7 +219,10 @@ def evaluate_is(
     return {
         "metric": f"is_{extractor.name}",
         "value": {"mean": mean, "std": std, "per_loop": values},
-        "n": n, "loops": loops, "splits": splits, "eps": 1e-20,
+        "n": n,
+        "loops": loops,
+        "splits": splits,
+        "eps": 1e-20,
         "seeds": [seed + k for k in range(loops)],
         "video_shape": list(shape),
         **generator_protocol(generator, n_frames, render_level),
@@ -245,7 +254,10 @@ def evaluate_fid(
     return {
         "metric": f"fid_{extractor.name}",
         "value": {"mean": mean, "std": std, "per_loop": values},
-        "n": n, "loops": loops, "covariance_ddof": 1, "n_real": real_stats.n_items,
+        "n": n,
+        "loops": loops,
+        "covariance_ddof": 1,
+        "n_real": real_stats.n_items,
         "seeds": [seed + k for k in range(loops)],
         "video_shape": list(shape),
         **generator_protocol(generator, n_frames, render_level),
@@ -289,7 +301,10 @@ def evaluate_fvd(
     return {
         "metric": "fvd_i3d",
         "value": {"mean": mean, "std": std, "per_loop": values},
-        "n": n, "n_real": n, "loops": loops, "covariance_ddof": 0,
+        "n": n,
+        "n_real": n,
+        "loops": loops,
+        "covariance_ddof": 0,
         "seeds": [seed + k for k in range(loops)],
         "real_seed": seed,
         "real_videos_covered": int(len(np.unique(indices))),

@@ -45,7 +45,9 @@ class I3D:
     def features_uint8(self, videos: Tensor) -> Tensor:
         """uint8 videos ``(N, 3, T, H, W)`` → features ``(N, D)`` (float)."""
         if videos.dtype != torch.uint8 or videos.dim() != 5 or videos.shape[1] != 3:
-            raise ValueError(f"I3D expects uint8 videos (N, 3, T, H, W), got {videos.dtype} {tuple(videos.shape)}")
+            raise ValueError(
+                f"I3D expects uint8 videos (N, 3, T, H, W), got {videos.dtype} {tuple(videos.shape)}"
+            )
         return self.detector(videos.to(self.device), **DETECTOR_KWARGS).float()
 
     def features(self, videos: Tensor) -> tuple[Tensor, None]:

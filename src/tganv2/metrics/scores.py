@@ -46,7 +46,8 @@ def frechet_distance(mu0: np.ndarray, cov0: np.ndarray, mu1: np.ndarray, cov1: n
     cov0, cov1 = np.asarray(cov0, np.float64), np.asarray(cov1, np.float64)
     if mu0.shape != mu1.shape or cov0.shape != cov1.shape or cov0.shape != (mu0.size, mu0.size):
         raise ValueError(
-            f"mismatched statistics: means {mu0.shape} vs {mu1.shape}, covariances {cov0.shape} vs {cov1.shape}"
+            f"mismatched statistics: means {mu0.shape} vs {mu1.shape}, "
+            f"covariances {cov0.shape} vs {cov1.shape}"
         )
     sqrt_product = scipy.linalg.sqrtm(cov0 @ cov1)
     diff = mu0 - mu1

@@ -81,6 +81,8 @@ class Trainer:
         self.device = torch.device(device)
         self.generator = (generator or build_generator(cfg)).to(self.device).train()
         self.discriminator = (discriminator or build_discriminator(cfg)).to(self.device).train()
+        # --compile: only the generator's forward; never the D pass that R1 differentiates through
+        self.generator_forward = torch.compile(self.generator) if cfg.train.compile else self.generator
         self.opt_g = make_optimizer(self.generator, cfg)
         self.opt_d = make_optimizer(self.discriminator, cfg)
         decay = linear_decay(cfg.train.iterations)
@@ -126,7 +128,7 @@ class Trainer:
             z = self.sample_z(batch)
             update_g = inner == 0
             with self._autocast(), torch.set_grad_enabled(update_g):
-                fakes = G(z, labels, rng=self.rng_fake)
+                fakes = self.generator_forward(z, labels, rng=self.rng_fake)
             fake_inputs = [f.detach().float().requires_grad_(update_g) for f in fakes]
             level_labels = self._level_labels(labels)
             with self._autocast():

@@ -1,0 +1,334 @@
+"""``tganv2 evaluate {is,stats,fid,fvd,train-classifier}``: the evaluation protocols of reference.md §5.
+
+Each command prints a one-line result and writes a JSON record of the protocol (N, loops, splits,
+resolution, frames, render level, data split, seeds, and the sha256 of every weights file and checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import UserError
+
+__all__ = ["add_commands"]
+
+
+def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("feature extractor (C3D weights, or the synthetic-data classifier)")
+    group.add_argument("--c3d", metavar="FILE", help="official C3D weights conv3d_deepnetA_ucf.npz")
+    group.add_argument("--c3d-mean", metavar="FILE", help="official C3D mean mean2.npz (key 'mean', 4-D)")
+    group.add_argument(
+        "--classifier",
+        metavar="FILE",
+        help="classifier .safetensors from `tganv2 evaluate train-classifier` (instead of --c3d/--c3d-mean)",
+    )
+
+
+def _add_run_options(
+    parser: argparse.ArgumentParser, batch: int, n: int | None = 2048, loops: int = 10
+) -> None:
+    if n is not None:
+        parser.add_argument("--n", type=int, default=n, help=f"generated videos per loop (default {n})")
+        parser.add_argument(
+            "--loops",
+            type=int,
+            default=loops,
+            help=f"loops with fresh samples; mean and population std are reported (default {loops})",
+        )
+    parser.add_argument("--batch", type=int, default=batch, help=f"videos per forward pass (default {batch})")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed; loop k draws z with seed + k (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _add_generator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="G",
+        help="generator snapshot (.safetensors) or training checkpoint (.pt)",
+    )
+    parser.add_argument("--frames", type=int, default=16, help="frames per generated video (default 16)")
+    parser.add_argument(
+        "--render-level",
+        type=int,
+        default=None,
+        help="level rendered by the generator (default: the checkpoint's config, 4 = full resolution)",
+    )
+
+
+def _load_extractor(args: argparse.Namespace, device: str):
+    if args.classifier:
+        if args.c3d or args.c3d_mean:
+            raise UserError("give either --classifier or --c3d/--c3d-mean, not both")
+        from .classifier import load_classifier
+
+        return load_classifier(args.classifier, device)
+    if not (args.c3d and args.c3d_mean):
+        raise UserError("a feature extractor is needed: --c3d FILE --c3d-mean FILE, or --classifier FILE")
+    from .c3d import load_c3d
+
+    return load_c3d(args.c3d, args.c3d_mean, device)
+
+
+def _load_generator(args: argparse.Namespace):
+    from ..snapshot import load_generator
+    from .record import sha256_file
+
+    generator = load_generator(args.checkpoint, args.device)
+    return generator, {"checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint)}
+
+
+def _finish(record: dict[str, Any], out: str, summary: str) -> int:
+    from .record import base_record, write_record
+
+    metric = record.pop("metric")
+    path = write_record(base_record(metric, **record), out)
+    print(f"{summary}  (record: {path})")
+    return 0
+
+
+def _cmd_is(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_is
+
+    extractor = _load_extractor(args, args.device)
+    generator, files = _load_generator(args)
+    record = evaluate_is(
+        generator,
+        extractor,
+        n=args.n,
+        loops=args.loops,
+        batch=args.batch,
+        seed=args.seed,
+        splits=args.splits,
+        n_frames=args.frames,
+        render_level=args.render_level,
+        progress=not args.no_progress,
+    )
+    value = record["value"]
+    return _finish(
+        {**record, **files}, args.out, f"IS ({extractor.name}) = {value['mean']:.4f} ± {value['std']:.4f}"
+    )
+
+
+def _real_dataset(args: argparse.Namespace, n_frames: int, size: int, train: bool, **options):
+    from ..data import open_dataset
+
+    return open_dataset(
+        None if args.data == "synthetic" else args.data,
+        n_frames=n_frames,
+        size=size,
+        train=train,
+        seed=args.seed,
+        **options,
+    )
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .evaluate import real_stats_from_dataset
+    from .record import base_record, write_record
+
+    extractor = _load_extractor(args, args.device)
+    size = args.size or getattr(extractor, "size", 192)
+    frames = getattr(extractor, "frames", 16)
+    synthetic = args.data == "synthetic"
+    options = (
+        {"n_clips": args.n_real or 4096}
+        if synthetic
+        else {"xmargin": args.xmargin, "xflip": not args.no_xflip}
+    )
+    dataset = _real_dataset(args, frames, size, train=True, **options)
+    # synthetic clips are the same in every epoch: one pass; real data: 10 passes like the official script
+    n_real = len(dataset) if synthetic else args.n_real
+    stats, passes = real_stats_from_dataset(
+        dataset, extractor, n_real, args.batch, args.num_workers, not args.no_progress
+    )
+    stats.save(args.out)
+    record = base_record(
+        f"stats_{extractor.name}",
+        stats_file=str(args.out),
+        data=str(args.data),
+        split="train",
+        augmentation="training (random start, x-crop, flip)" if not synthetic else "none (synthetic)",
+        n_real=stats.n_items,
+        passes=passes,
+        videos=len(dataset),
+        frames=frames,
+        resolution=size,
+        seed=args.seed,
+        feature_dim=int(stats.mean.shape[0]),
+        covariance_ddof=1,
+        weights_sha256=dict(extractor.weights_sha256),
+    )
+    path = write_record(record, args.record or f"{args.out}.json")
+    print(
+        f"wrote {args.out}: {stats.n_items} clips ({passes} passes over {len(dataset)} videos)"
+        f"  (record: {path})"
+    )
+    return 0
+
+
+def _cmd_fid(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_fid
+    from .record import sha256_file
+    from .stats import FeatureStats
+
+    extractor = _load_extractor(args, args.device)
+    real = FeatureStats.load(args.stats)
+    generator, files = _load_generator(args)
+    record = evaluate_fid(
+        generator,
+        extractor,
+        real,
+        n=args.n,
+        loops=args.loops,
+        batch=args.batch,
+        seed=args.seed,
+        n_frames=args.frames,
+        render_level=args.render_level,
+        progress=not args.no_progress,
+    )
+    files.update(stats=str(args.stats), stats_sha256=sha256_file(args.stats))
+    value = record["value"]
+    return _finish(
+        {**record, **files}, args.out, f"FID ({extractor.name}) = {value['mean']:.4f} ± {value['std']:.4f}"
+    )
+
+
+def _cmd_fvd(args: argparse.Namespace) -> int:
+    from ..data import HDF5VideoDataset
+    from .evaluate import evaluate_fvd
+    from .i3d import load_i3d
+
+    detector = load_i3d(args.i3d, args.device)
+    generator, files = _load_generator(args)
+    size = args.size or generator.config.model.resolution
+    # 16 consecutive frames from a random start, centre crop, no flip (StyleGAN-V's real clips)
+    dataset = _real_dataset(args, args.frames, size, train=True, xmargin=0, xflip=False)
+    if isinstance(dataset, HDF5VideoDataset):
+        dataset.xmargin = (dataset.width - dataset.size) // 2  # x0 range collapses to the centre
+    record = evaluate_fvd(
+        generator,
+        detector,
+        dataset,
+        n=args.n,
+        loops=args.loops,
+        batch=args.batch,
+        seed=args.seed,
+        n_frames=args.frames,
+        render_level=args.render_level,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+    )
+    record.update(data=str(args.data), split="train", real_clip="random start, centre crop, no flip")
+    value = record["value"]
+    return _finish({**record, **files}, args.out, f"FVD (i3d) = {value['mean']:.4f} ± {value['std']:.4f}")
+
+
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from .classifier import save_classifier, train_classifier
+
+    model = train_classifier(
+        size=args.size,
+        frames=args.frames,
+        steps=args.steps,
+        batch=args.batch,
+        seed=args.seed,
+        width=args.width,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    save_classifier(args.out, model)
+    info = model.training_info
+    print(
+        f"wrote {args.out}: held-out accuracy {info['val_accuracy']:.3f} on {info['n_val']} clips "
+        f"({info['seconds']:.0f} s)"
+    )
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="IS, FID, FVD and real statistics (reference §5)",
+        description="The paper's C3D Inception Score and FID, FVD with StyleGAN-V's I3D, and a download-free "
+        "classifier score on the synthetic dataset.",
+    )
+    commands = evaluate.add_subparsers(dest="evaluate_command", metavar="METRIC")
+    evaluate.set_defaults(func=lambda args: evaluate.print_help() or 2)
+
+    p = commands.add_parser("is", help="Inception Score: 2048 videos x 10 loops, splits 1 (reference §5.2)")
+    _add_generator_options(p)
+    _add_extractor_options(p)
+    _add_run_options(p, batch=8)
+    p.add_argument(
+        "--splits", type=int, default=1, help="IS splits per loop (default 1, the TGANv2 protocol)"
+    )
+    p.add_argument("--out", default="is.json", help="JSON record (default is.json)")
+    p.set_defaults(func=_cmd_is)
+
+    p = commands.add_parser("stats", help="real feature statistics (mean/cov npz) for FID (reference §5.3)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="training data: an .h5 file, a dataset folder, or 'synthetic' (the built-in dataset)",
+    )
+    _add_extractor_options(p)
+    _add_run_options(p, batch=17, n=None)
+    p.add_argument("--out", required=True, help="output statistics .npz (keys mean, cov, n_items)")
+    p.add_argument("--record", default=None, help="JSON record (default: OUT.json)")
+    p.add_argument(
+        "--n-real",
+        type=int,
+        default=None,
+        help="real clips (default: 10 passes over the videos, as the official 5,610 x 17; "
+        "synthetic: the number of synthetic clips, default 4096)",
+    )
+    p.add_argument(
+        "--size", type=int, default=None, help="clip size (default 192 for C3D, the classifier's size)"
+    )
+    p.add_argument("--xmargin", type=int, default=4, help="HDF5 training x-crop margin (default 4, official)")
+    p.add_argument("--no-xflip", action="store_true", help="no random horizontal flip (FaceForensics)")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.set_defaults(func=_cmd_stats)
+
+    p = commands.add_parser(
+        "fid", help="FID against real statistics: 2048 videos x 10 loops (reference §5.3)"
+    )
+    _add_generator_options(p)
+    p.add_argument(
+        "--stats", required=True, help="real statistics from `tganv2 evaluate stats` (or official npz)"
+    )
+    _add_extractor_options(p)
+    _add_run_options(p, batch=8)
+    p.add_argument("--out", default="fid.json", help="JSON record (default fid.json)")
+    p.set_defaults(func=_cmd_fid)
+
+    p = commands.add_parser(
+        "fvd", help="FVD with StyleGAN-V's I3D: 2048 real vs 2048 generated 16-frame clips"
+    )
+    _add_generator_options(p)
+    p.add_argument("--data", required=True, help="real videos: an .h5 file, a dataset folder, or 'synthetic'")
+    p.add_argument("--i3d", required=True, metavar="FILE", help="StyleGAN-V's i3d_torchscript.pt")
+    _add_run_options(p, batch=8, loops=1)
+    p.add_argument(
+        "--size", type=int, default=None, help="real clip size (default: the generator's resolution)"
+    )
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.add_argument("--out", default="fvd.json", help="JSON record (default fvd.json)")
+    p.set_defaults(func=_cmd_fvd)
+
+    p = commands.add_parser(
+        "train-classifier", help="train the small 3D-CNN on the synthetic dataset (download-free metric)"
+    )
+    p.add_argument("--out", required=True, help="output classifier .safetensors")
+    p.add_argument("--size", type=int, default=64, help="clip resolution (default 64, the demo's)")
+    p.add_argument("--frames", type=int, default=16, help="clip length (default 16)")
+    p.add_argument("--steps", type=int, default=600, help="Adam steps (default 600)")
+    p.add_argument("--batch", type=int, default=32, help="clips per step (default 32)")
+    p.add_argument("--width", type=int, default=16, help="first-layer channels (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, init and batches (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=_cmd_train_classifier)
