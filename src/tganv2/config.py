@@ -95,7 +95,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_every: int = 2000
     log_every: int = 100
-    eval_every: int = 0  # classifier score every K iterations (0 = off)
+    eval_every: int = 0  # classifier-IS/FID every K iterations (0 = only at the start and the end)
+    classifier: str | None = None  # classifier .safetensors (`tganv2 evaluate train-classifier`); None = off
+    eval_samples: int = 256  # generated videos per periodic score
+    eval_real: int = 1024  # real clips for the cached real statistics
 
 
 @dataclass
@@ -108,13 +111,33 @@ class Config:
 
 # One line per preset: dotted overrides on top of the defaults (the official UCF101 run).
 PRESETS: dict[str, dict[str, Any]] = {
-    "ucf101-192":        {},  # official README run: t_size 3, CLSTM 1024, frame stride 2, batch stride 1
-    "ucf101-192-bsr":    {"model.batch_strides": [2, 2, 2]},  # paper Table 1: frame + batch reduction
-    "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
-    "frame-only":        {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
-    "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
-    "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "ucf101-192": {},  # official README run: t_size 3, CLSTM 1024, frame stride 2, batch stride 1
+    "ucf101-192-bsr": {"model.batch_strides": [2, 2, 2]},  # paper Table 1: frame + batch reduction
+    "faceforensics-256": {
+        "model.t_size": 4,
+        "model.batch_strides": [2, 2, 2],
+        "data.xmargin": 0,
+        "data.xflip": False,
+        "train.batch": 16,
+    },  # noqa: E501
+    "frame-only": {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
+    "batch-only": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
+    "no-subsampling": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
+    "demo-64": {
+        "model.t_size": 1,
+        "model.ch": 8,
+        "model.clstm_ch": 64,
+        "model.d_ch": 8,
+        "model.z_dim": 64,
+        "train.batch": 8,
+        "train.lr": 2e-4,
+        "train.iterations": 600,
+        "train.checkpoint_every": 200,
+        "train.sample_every": 200,
+        "train.log_every": 20,
+        "data.xmargin": 0,
+        "data.num_workers": 0,
+    },  # noqa: E501
 }
 
 # The Table 1 ablations that derive from a base preset (used by `bench cost` and benchmarks/ablation.py).
@@ -184,9 +207,7 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
         if isinstance(default, str):
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"config key '{key}' expects {type(default).__name__}, got {value!r}"
-        ) from None
+        raise ConfigError(f"config key '{key}' expects {type(default).__name__}, got {value!r}") from None
     return value
 
 
@@ -262,9 +283,7 @@ def load_preset(name: str = "ucf101-192", overrides: list[str] | dict[str, Any] 
     return apply_overrides(cfg, overrides or [])
 
 
-def load_config(
-    preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()
-) -> Config:
+def load_config(preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Preset (default ucf101-192), then YAML files in order (nested or dotted keys), then overrides."""
     cfg = load_preset(preset or "ucf101-192")
     for path in files:
@@ -292,6 +311,29 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[dotted] = value
     return out
+
+
+def add_config_arguments(parser, default_preset: str) -> None:
+    """The ``--preset``, ``--config`` and ``key=value`` arguments every config-taking command shares."""
+    parser.add_argument(
+        "--preset",
+        default=default_preset,
+        help=f"preset name (see `tganv2 presets`; default {default_preset})",
+    )
+    parser.add_argument(
+        "--config", action="append", help="YAML file applied on top of the preset (repeatable)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted config overrides applied last, e.g. train.lr=2e-4 model.n_layers=2",
+    )
+
+
+def config_from_args(args, extra_overrides: list[str] = ()) -> Config:
+    """The config of ``add_config_arguments``'s arguments, with ``extra_overrides`` before the user's."""
+    return load_config(args.preset, args.config or [], [*extra_overrides, *args.overrides])
 
 
 def level_shapes(cfg: Config, batch: int | None = None) -> list[tuple[int, int, int, int]]:

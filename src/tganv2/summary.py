@@ -11,7 +11,7 @@ import json
 
 import torch
 
-from .config import Config, build_discriminator, build_generator, load_config
+from .config import Config, add_config_arguments, build_discriminator, build_generator, config_from_args
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -89,7 +89,7 @@ def print_summary(info: dict) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    cfg = load_config(args.preset, args.config or [], args.overrides)
+    cfg = config_from_args(args)
     info = model_summary(cfg, args.batch)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -105,11 +105,9 @@ def add_commands(subparsers) -> None:
         description="Print parameter counts, the per-level (batch, frames, height, width) in training, "
         "the discriminator's per-block shapes and the inference output shape of a preset.",
     )
-    p.add_argument("--preset", default="ucf101-192", help="preset name (see `tganv2 presets`)")
-    p.add_argument("--config", action="append", help="YAML file applied on top of the preset (repeatable)")
+    add_config_arguments(p, "ucf101-192")
     p.add_argument("--batch", type=int, default=None, help="level-1 batch to show (default: train.batch)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.set_defaults(func=run_summary)
 
     presets = subparsers.add_parser("presets", help="list the presets", description="List the presets.")

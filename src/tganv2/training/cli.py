@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import add_config_arguments, config_from_args
 from ..errors import UserError
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..config import load_config
     from .loop import RunOptions, train
 
-    overrides = list(args.overrides)
+    overrides = []
     for flag, key in (
         ("iterations", "train.iterations"),
         ("batch", "train.batch"),
@@ -27,7 +27,7 @@ def run_train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     if args.compile:
         overrides.append("train.compile=true")
-    cfg = load_config(args.preset, args.config or [], overrides)
+    cfg = config_from_args(args, overrides)  # the flags first, then the user's key=value overrides
     out = Path(args.out) if args.out else Path("runs") / cfg.preset
     options = RunOptions(
         out=out, data=args.data, device=args.device, stop_after=args.stop_after, progress=not args.no_progress
@@ -87,10 +87,10 @@ def add_commands(subparsers) -> None:
         "train",
         help="train a TGANv2 model (rerun the same command to resume)",
         description="Train TGANv2 with the official update rule. Rerunning the same command resumes from "
-        "the latest checkpoint in --out. Multi-GPU/multi-node: torchrun --nproc_per_node=N tganv2 train ...",
+        "the latest checkpoint in --out. Multi-GPU/multi-node: "
+        "torchrun --nproc_per_node=N --no-python tganv2 train ...",
     )
-    p.add_argument("--preset", default="demo-64", help="preset name (see `tganv2 presets`; default demo-64)")
-    p.add_argument("--config", action="append", help="YAML file applied on top of the preset (repeatable)")
+    add_config_arguments(p, "demo-64")
     p.add_argument(
         "--data",
         default=None,
@@ -114,9 +114,6 @@ def add_commands(subparsers) -> None:
         help="stop with a checkpoint after this many iterations in this process",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.lr=2e-4"
-    )
     p.set_defaults(func=run_train)
 
     g = subparsers.add_parser(

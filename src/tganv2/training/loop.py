@@ -164,8 +164,10 @@ def train(cfg: Config, options: RunOptions) -> dict:
         return to_float(clips), labels
 
     writer = SampleWriter(out, cfg, device, dataset) if info.is_main else None
+    scorer = _make_scorer(cfg, out, dataset, device) if info.is_main else None
     if writer is not None and start == 0:
         writer.write(trainer.generator, 0)
+        _score(scorer, writer, trainer, 0)
     end = (
         cfg.train.iterations
         if options.stop_after is None
@@ -191,6 +193,8 @@ def train(cfg: Config, options: RunOptions) -> dict:
                 writer.log(it, scalars)
             if writer is not None and it % cfg.train.sample_every == 0:
                 last.update(writer.write(trainer.generator, it))
+            if cfg.train.eval_every and it % cfg.train.eval_every == 0 and it != end:
+                _score(scorer, writer, trainer, it)
             stopping = stop.signal is not None or it == end
             if it % cfg.train.checkpoint_every == 0 or stopping:
                 _checkpoint(out, cfg, trainer, info)
@@ -204,6 +208,7 @@ def train(cfg: Config, options: RunOptions) -> dict:
     if writer is not None:
         if trainer.iteration % cfg.train.sample_every:
             last.update(writer.write(trainer.generator, trainer.iteration))
+        last.update(_score(scorer, writer, trainer, trainer.iteration))
         writer.close()
     return last
 
@@ -224,6 +229,32 @@ def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> Non
             out / "generator.safetensors", trainer.generator, cfg, iteration=str(trainer.iteration)
         )
     barrier()
+
+
+def _make_scorer(cfg: Config, out: Path, dataset, device: torch.device):
+    """Classifier-IS/FID from cached real statistics (``OUT/classifier_real_stats.npz``), if configured."""
+    if not cfg.train.classifier:
+        return None
+    from ..metrics.scorer import ClassifierScorer
+    from ..metrics.stats import FeatureStats
+
+    cache = out / "classifier_real_stats.npz"
+    real = FeatureStats.load(cache) if cache.is_file() else dataset
+    scorer = ClassifierScorer(cfg.train.classifier, real=real, n_samples=cfg.train.eval_samples,
+                              device=device, n_real=min(cfg.train.eval_real, 10 * len(dataset)))
+    if not cache.is_file():
+        scorer.real_stats.save(cache)
+    return scorer
+
+
+def _score(scorer, writer, trainer: Trainer, iteration: int) -> dict:
+    if scorer is None:
+        return {}
+    scores = scorer.score(trainer.generator, seed=0)  # the same z every time: comparable over the run
+    print(f"tganv2 train: iteration {iteration}: classifier-IS {scores['cls_is']:.3f}, "
+          f"classifier-FID {scores['cls_fid']:.2f}")
+    writer.log(iteration, scores)
+    return scores
 
 
 class _Progress:
