@@ -62,7 +62,7 @@ def capped_batch_strides(strides: list[int], batch: int) -> list[int]:
 
 
 def variant_config(base: str, variant: str, batch: int):
-    cfg = load_preset(base, {**VARIANTS[variant], "train.batch": 1})
+    cfg = load_preset(base, {**VARIANTS[variant], "train.batch": 64})  # any batch the strides divide
     strides = capped_batch_strides(list(cfg.model.batch_strides), batch)
     overrides = {"model.batch_strides": strides, "train.batch": batch, "train.iterations": 10**6}
     return apply_overrides(cfg, overrides)
@@ -85,12 +85,12 @@ def train_for_budget(cfg, seed: int, budget_seconds: float, dataset) -> tuple[to
     return trainer.generator, iterations, time.perf_counter() - start
 
 
-def get_classifier(path: str | None, seed: int):
+def get_classifier(path: str | None, seed: int, steps: int):
     from tganv2.metrics.classifier import load_classifier, save_classifier, train_classifier
 
     if path and Path(path).is_file():
         return load_classifier(path)
-    model = train_classifier(size=64, frames=16, seed=seed, progress=False)
+    model = train_classifier(size=64, frames=16, steps=steps, seed=seed, progress=False)
     if path:
         save_classifier(path, model)
         model = load_classifier(path)  # records the weights' sha256
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
     parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
     parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
+    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", default=None, help="write the JSON record here")
     args = parser.parse_args(argv)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tganv2.metrics.scorer import ClassifierScorer
 
-    classifier = get_classifier(args.classifier, seed=0)
+    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
     real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
     scorer = ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
     runs = []

@@ -100,3 +100,13 @@ def test_report_flop_utilisation_is_step_flops_over_time_over_matmul_rate(monkey
         assert run["mfu_vs_fp32_matmul"] == pytest.approx(flops / 0.5 / 1e3 / 1.0)
     flops = {name: run["train_step_gflops"] for name, run in report["variants"].items()}
     assert flops["no-subsampling"] > flops["tganv2"]
+
+
+def test_rounds_merge_all_timed_steps_and_keep_the_worst_peak():
+    runs = [
+        {"step_seconds": [1.0, 5.0], "step_cpu_seconds": [2.0, 2.0], "peak_memory_gb": 0.5},
+        {"step_seconds": [2.0, 3.0], "step_cpu_seconds": [2.0, 4.0], "peak_memory_gb": 0.7},
+    ]
+    merged = bench_step._merge_rounds(runs)
+    assert merged["median_step_s"] == 2.5 and merged["median_step_cpu_s"] == 2.0
+    assert merged["peak_memory_gb"] == 0.7 and len(merged["rounds"]) == 2

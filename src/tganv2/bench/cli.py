@@ -198,6 +198,7 @@ def run_step(args: argparse.Namespace) -> int:
         memory_budget_gb=args.memory_budget_gb,
         overrides=args.overrides,
         repeats=args.repeats,
+        threads=args.threads,
     )
     report.update(_provenance())
     if args.json:
@@ -217,7 +218,8 @@ def run_step(args: argparse.Namespace) -> int:
             print(f"  {name}: failed ({run.get('error') or 'out of memory'})")
             continue
         line = (
-            f"  {name}: {run['iterations_per_s']:.3f} it/s ({run['median_step_s']:.2f} s/step), "
+            f"  {name}: {run['iterations_per_s']:.3f} it/s ({run['median_step_s']:.2f} s/step, "
+            f"{run.get('median_step_cpu_s') or float('nan'):.2f} CPU-s/step), "
             f"peak {run['peak_memory_gb']:.2f} GB, {run['train_step_gflops']:.0f} GFLOP/step, "
             f"MFU {run['mfu_vs_bf16_matmul']:.1%} of bf16 matmul ({run['mfu_vs_fp32_matmul']:.1%} of fp32)"
         )
@@ -305,6 +307,7 @@ def add_commands(subparsers) -> None:
                       help="find the largest batch that fits: doubling until OOM on CUDA; on CPU the largest "
                       "power-of-two multiple predicted within --memory-budget-gb, then verified")
     step.add_argument("--max-batch", type=int, default=256, help="cap for --find-max-batch")
+    step.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: default)")
     step.add_argument("--memory-budget-gb", type=float, default=4.0, help="CPU peak-RSS budget (default 4)")
     step.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     step.add_argument("--json", action="store_true", help="print the JSON document instead of a summary")

@@ -89,6 +89,8 @@ def child_step_run(spec: dict) -> dict:
     from ..training.step import Trainer
 
     torch.manual_seed(0)
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     cfg = _variant_config(
         spec["preset"], spec["variant"], spec["batch"], spec["precision"], spec.get("overrides")
@@ -113,6 +115,7 @@ def child_step_run(spec: dict) -> dict:
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out_of_memory = False
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds: far less sensitive to other processes' load
     try:
         for _ in range(spec["warmup"]):
             trainer.step(next_real)
@@ -120,10 +123,11 @@ def child_step_run(spec: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for _ in range(spec["iters"]):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             trainer.step(next_real)
             _sync(device)
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
     result = {
@@ -131,6 +135,8 @@ def child_step_run(spec: dict) -> dict:
         "out_of_memory": out_of_memory,
         "step_seconds": times,
         "median_step_s": statistics.median(times) if times else None,
+        "step_cpu_seconds": cpu_times,
+        "median_step_cpu_s": statistics.median(cpu_times) if cpu_times else None,
         "rss_before_step_gb": rss_before,
         "peak_rss_gb": _rss_gb("VmHWM"),
         "threads": torch.get_num_threads(),
@@ -213,6 +219,7 @@ def step_report(
     max_batch: int = 256,
     memory_budget_gb: float = 4.0,
     repeats: int = 1,
+    threads: int = 0,
 ) -> dict:
     """Speed, peak memory and MFU of ``variants`` at an equal batch, optionally their largest batch.
 
@@ -238,6 +245,7 @@ def step_report(
             "warmup": warmup,
             "iters": iters,
             "overrides": list(overrides or []),
+            "threads": threads,
         }
         for variant in variants
     }
@@ -286,10 +294,13 @@ def _merge_rounds(runs: list[dict]) -> dict:
     if len(runs) > 1 and ok:
         merged["step_seconds"] = [t for r in ok for t in r["step_seconds"]]
         merged["median_step_s"] = statistics.median(merged["step_seconds"])
+        merged["step_cpu_seconds"] = [t for r in ok for t in r.get("step_cpu_seconds", [])]
+        if merged["step_cpu_seconds"]:
+            merged["median_step_cpu_s"] = statistics.median(merged["step_cpu_seconds"])
         for key in ("peak_memory_gb", "peak_rss_gb", "peak_allocated_gb"):
             if key in ok[0]:
                 merged[key] = max(r[key] for r in ok)
-        keys = ("median_step_s", "peak_memory_gb", "load_average_1min", "error")
+        keys = ("median_step_s", "median_step_cpu_s", "peak_memory_gb", "load_average_1min", "error")
         merged["rounds"] = [{k: r.get(k) for k in keys} for r in runs]
     return merged
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..errors import WeightsError
 from .record import sha256_file
 
-__all__ = ["C3D", "C3D_WEIGHT_SHAPES", "load_c3d", "read_npz"]
+__all__ = ["C3D", "C3D_WEIGHT_SHAPES", "c3d_preprocess", "load_c3d", "read_npz"]
 
 INPUT_SIZE = 112  # C3D crop size
 CLIP_FRAMES = 16  # C3D clip length
@@ -74,6 +74,22 @@ def _check_shape(path: Path, arrays: dict[str, np.ndarray], key: str, shape: tup
     return value
 
 
+def c3d_preprocess(videos: Tensor, mean: Tensor) -> Tensor:
+    """``(N, 3, 16, H, W)`` RGB in [−1, 1] → ``(N, 3, 16, 112, 112)`` BGR pixels minus ``mean``.
+
+    BGR swap and x·128 + 128 (the official fixed 1×1×1 conv), bilinear resize with align_corners of each
+    whole frame to 112×112 (no crop), then minus the (3, 16, 112, 112) mean patch.
+    """
+    n, c, t, h, w = videos.shape
+    if c != 3 or t != CLIP_FRAMES:
+        raise ValueError(f"C3D expects videos (N, 3, {CLIP_FRAMES}, H, W), got {tuple(videos.shape)}")
+    x = videos.float().flip(1) * 128 + 128  # RGB → BGR, pixel range
+    x = x.reshape(n, c * t, h, w)  # (N, 3·16, H, W): resize every frame
+    x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=True)
+    x = x.reshape(n, c, t, INPUT_SIZE, INPUT_SIZE)  # (N, 3, 16, 112, 112)
+    return x - mean
+
+
 class C3D(nn.Module):
     """C3D v1.0 UCF101 with the official preprocessing; ``features(videos) -> (fc7, fc8)``."""
 
@@ -95,15 +111,7 @@ class C3D(nn.Module):
         self.eval()
 
     def preprocess(self, videos: Tensor) -> Tensor:
-        """``(N, 3, 16, H, W)`` RGB in [−1, 1] → ``(N, 3, 16, 112, 112)`` BGR pixels minus the mean."""
-        n, c, t, h, w = videos.shape
-        if c != 3 or t != CLIP_FRAMES:
-            raise ValueError(f"C3D expects videos (N, 3, {CLIP_FRAMES}, H, W), got {tuple(videos.shape)}")
-        x = videos.float().flip(1) * 128 + 128  # RGB → BGR, pixel range
-        x = x.reshape(n, c * t, h, w)  # (N, 3·16, H, W): resize every frame
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=True)
-        x = x.reshape(n, c, t, INPUT_SIZE, INPUT_SIZE)  # (N, 3, 16, 112, 112)
-        return x - self.mean
+        return c3d_preprocess(videos, self.mean)
 
     def trunk(self, x: Tensor) -> Tensor:
         """Preprocessed clips ``(N, 3, 16, 112, 112)`` → pool5 ``(N, 512, 1, 4, 4)``."""
@@ -119,8 +127,11 @@ class C3D(nn.Module):
 
     def forward(self, videos: Tensor) -> tuple[Tensor, Tensor]:
         """Videos ``(N, 3, 16, H, W)`` in [−1, 1] → (fc7 after ReLU ``(N, 4096)``, fc8 ``(N, 101)``)."""
-        x = self.trunk(self.preprocess(videos))
-        x = x.flatten(1)  # (N, 8192), C-order over (C, T, H, W) like Chainer's reshape
+        return self.head(self.trunk(self.preprocess(videos)))
+
+    def head(self, pool5: Tensor) -> tuple[Tensor, Tensor]:
+        """pool5 ``(N, 512, 1, 4, 4)`` → fc6 → ReLU → fc7 → ReLU (features) → fc8 (logits)."""
+        x = pool5.flatten(1)  # (N, 8192), C-order over (C, T, H, W) like Chainer's reshape
         x = F.relu(self.fcs["fc6"](x))
         features = F.relu(self.fcs["fc7"](x))
         return features, self.fcs["fc8"](features)
@@ -134,16 +145,6 @@ class C3D(nn.Module):
     def from_npz(cls, weights_path: str | Path, mean_path: str | Path) -> C3D:
         """Load ``conv3d_deepnetA_ucf.npz`` (22 keys) and ``mean2.npz`` (``mean``: (3, 16, ≥120, ≥120))."""
         weights_path, mean_path = Path(weights_path), Path(mean_path)
-        arrays = read_npz(weights_path, "C3D weights file")
-        unexpected = sorted(set(arrays) - set(C3D_WEIGHT_SHAPES))
-        if unexpected:
-            raise WeightsError(
-                f"{weights_path.name}: unexpected key '{unexpected[0]}' (a C3D file has the 22 keys "
-                f"conv1a/W … fc8/b)"
-            )
-        checked = {
-            key: _check_shape(weights_path, arrays, key, shape) for key, shape in C3D_WEIGHT_SHAPES.items()
-        }
         mean_arrays = read_npz(mean_path, "C3D mean file")
         if "mean" not in mean_arrays:
             raise WeightsError(
@@ -155,13 +156,23 @@ class C3D(nn.Module):
                 f"{mean_path.name}: key 'mean' has shape {tuple(mean.shape)}, "
                 f"expected (3, 16, H>=120, W>=120)"
             )
+        arrays = read_npz(weights_path, "C3D weights file")
+        unexpected = sorted(set(arrays) - set(C3D_WEIGHT_SHAPES))
+        if unexpected:
+            raise WeightsError(
+                f"{weights_path.name}: unexpected key '{unexpected[0]}' (a C3D file has the 22 keys "
+                f"conv1a/W … fc8/b)"
+            )
+        checked = {
+            key: _check_shape(weights_path, arrays, key, shape) for key, shape in C3D_WEIGHT_SHAPES.items()
+        }
         model = cls(
             torch.from_numpy(np.ascontiguousarray(mean[:, :, MEAN_CROP, MEAN_CROP], dtype=np.float32))
         )
         with torch.no_grad():
             for name, module in [*model.convs.items(), *model.fcs.items()]:
-                module.weight.copy_(torch.from_numpy(checked[f"{name}/W"].astype(np.float32)))
-                module.bias.copy_(torch.from_numpy(checked[f"{name}/b"].astype(np.float32)))
+                module.weight.copy_(torch.from_numpy(np.asarray(checked[f"{name}/W"], dtype=np.float32)))
+                module.bias.copy_(torch.from_numpy(np.asarray(checked[f"{name}/b"], dtype=np.float32)))
         model.weights_sha256 = {"c3d": sha256_file(weights_path), "c3d_mean": sha256_file(mean_path)}
         return model
 

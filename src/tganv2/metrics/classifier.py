@@ -86,8 +86,8 @@ class VideoClassifier(nn.Module):
             "class_names": self.class_names,
         }
 
-    def forward(self, videos: Tensor) -> tuple[Tensor, Tensor]:
-        """Videos ``(N, 3, T, H, W)`` in [−1, 1] → (features ``(N, 4w)``, logits ``(N, n_classes)``)."""
+    def prepare(self, videos: Tensor) -> Tensor:
+        """Videos ``(N, 3, T, H, W)`` in [−1, 1] → ``(N, 3, frames, work_size, work_size)``."""
         if videos.dim() != 5 or videos.shape[1] != 3:
             raise ValueError(f"videos must be (N, 3, T, H, W), got {tuple(videos.shape)}")
         x = videos.float()
@@ -97,8 +97,16 @@ class VideoClassifier(nn.Module):
             )
         if self.work_size < self.size:
             x = F.adaptive_avg_pool3d(x, (self.frames, self.work_size, self.work_size))  # box filter
+        return x
+
+    def classify(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Prepared clips → (features ``(N, 4w)``, logits ``(N, n_classes)``)."""
         features = self.body(x).amax(dim=(2, 3, 4))  # (N, 4w): max over (T, H, W), small objects survive
         return features, self.head(features)
+
+    def forward(self, videos: Tensor) -> tuple[Tensor, Tensor]:
+        """Videos ``(N, 3, T, H, W)`` in [−1, 1] → (features ``(N, 4w)``, logits ``(N, n_classes)``)."""
+        return self.classify(self.prepare(videos))
 
     @torch.no_grad()
     def features(self, videos: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,10 +119,9 @@ class VideoClassifier(nn.Module):
             self.train(was_training)
 
 
-def render_clips(dataset: Any, n: int | None = None) -> tuple[Tensor, Tensor]:
-    """The first ``n`` items of a dataset as one uint8 tensor ``(n, C, T, H, W)`` and labels ``(n,)``."""
-    n = len(dataset) if n is None else n
-    items = [dataset[i] for i in range(n)]
+def render_clips(dataset: Any, indices: range | None = None) -> tuple[Tensor, Tensor]:
+    """Items ``indices`` (default: all) of a dataset as one uint8 tensor ``(n, C, T, H, W)`` and labels."""
+    items = [dataset[i] for i in (range(len(dataset)) if indices is None else indices)]
     return torch.stack([clip for clip, _ in items]), torch.tensor([label for _, label in items])
 
 
@@ -158,10 +165,15 @@ def train_classifier(
     start_time = time.time()
     train_set = SyntheticVideoDataset(n_train, frames, size, seed=seed, train=True)
     val_set = SyntheticVideoDataset(n_val, frames, size, seed=seed, train=False)
-    clips, labels = render_clips(train_set)  # (n_train, 3, T, H, W) uint8
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VideoClassifier(train_set.n_classes, size, frames, width, class_names=train_set.class_names)
+    clips, labels = [], []  # rendered once, in chunks, already at the working resolution
+    for start in range(0, n_train, 256):
+        chunk, chunk_labels = render_clips(train_set, range(start, min(start + 256, n_train)))
+        clips.append(model.prepare(to_float(chunk)))  # (B, 3, frames, work, work)
+        labels.append(chunk_labels)
+    clips, labels = torch.cat(clips), torch.cat(labels)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.15)
@@ -170,8 +182,8 @@ def train_classifier(
     with progress_bar(steps, "train classifier", progress) as advance:
         for _ in range(steps):
             index = torch.randint(len(clips), (batch,), generator=rng)
-            x = _augment(to_float(clips[index]), rng).to(device)  # (B, 3, T, H, W)
-            _, logits = model(x)
+            x = _augment(clips[index], rng).to(device)  # (B, 3, frames, work, work)
+            _, logits = model.classify(x)
             loss = F.cross_entropy(logits, labels[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -188,7 +200,7 @@ def train_classifier(
         "lr": lr,
         "n_train": n_train,
         "n_val": n_val,
-        "final_loss": float(loss),
+        "final_loss": float(loss.detach()),
         "val_accuracy": accuracy(model, val_clips, val_labels),
         "seconds": round(time.time() - start_time, 1),
     }

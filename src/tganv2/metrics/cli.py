@@ -26,7 +26,11 @@ def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(
-    parser: argparse.ArgumentParser, batch: int, n: int | None = 2048, loops: int = 10
+    parser: argparse.ArgumentParser,
+    batch: int,
+    n: int | None = 2048,
+    loops: int = 10,
+    seed_help: str = "seed; loop k draws z with seed + k (default 0)",
 ) -> None:
     if n is not None:
         parser.add_argument("--n", type=int, default=n, help=f"generated videos per loop (default {n})")
@@ -38,7 +42,7 @@ def _add_run_options(
         )
     parser.add_argument("--batch", type=int, default=batch, help=f"videos per forward pass (default {batch})")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed; loop k draws z with seed + k (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -236,6 +240,8 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
         batch=args.batch,
         seed=args.seed,
         width=args.width,
+        n_train=args.n_train,
+        n_val=args.n_val,
         device=args.device,
         progress=not args.no_progress,
     )
@@ -275,7 +281,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="training data: an .h5 file, a dataset folder, or 'synthetic' (the built-in dataset)",
     )
     _add_extractor_options(p)
-    _add_run_options(p, batch=17, n=None)
+    _add_run_options(p, batch=17, n=None, seed_help="seed of the random crops, flips and starts (default 0)")
     p.add_argument("--out", required=True, help="output statistics .npz (keys mean, cov, n_items)")
     p.add_argument("--record", default=None, help="JSON record (default: OUT.json)")
     p.add_argument(
@@ -311,7 +317,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_generator_options(p)
     p.add_argument("--data", required=True, help="real videos: an .h5 file, a dataset folder, or 'synthetic'")
     p.add_argument("--i3d", required=True, metavar="FILE", help="StyleGAN-V's i3d_torchscript.pt")
-    _add_run_options(p, batch=8, loops=1)
+    _add_run_options(
+        p, batch=8, loops=1, seed_help="seed of the real clips (videos and starts) and of z, loop k: seed + k"
+    )
     p.add_argument(
         "--size", type=int, default=None, help="real clip size (default: the generator's resolution)"
     )
@@ -328,6 +336,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=600, help="Adam steps (default 600)")
     p.add_argument("--batch", type=int, default=32, help="clips per step (default 32)")
     p.add_argument("--width", type=int, default=16, help="first-layer channels (default 16)")
+    p.add_argument("--n-train", type=int, default=3600, help="training clips, rendered once (default 3600)")
+    p.add_argument("--n-val", type=int, default=450, help="held-out clips for the accuracy (default 450)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, init and batches (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")

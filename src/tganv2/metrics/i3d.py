@@ -8,6 +8,7 @@ in [−1, 1] are mapped to uint8 exactly as StyleGAN-V does: ``(x·127.5 + 128).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,7 +63,9 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> I3D:
         raise WeightsError(f"{path}: I3D TorchScript file not found (StyleGAN-V's i3d_torchscript.pt)")
     device = torch.device(device)
     try:
-        detector = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is the file's only format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            detector = torch.jit.load(str(path), map_location=device)
     except (RuntimeError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"{path}: not a TorchScript I3D file ({first_line})") from None

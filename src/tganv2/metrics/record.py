@@ -38,13 +38,13 @@ def sha256_file(path: str | Path) -> str:
 
 def base_record(metric: str, **fields: Any) -> dict[str, Any]:
     """The common header of a record: metric name, time, software versions, then ``fields``."""
-    from .. import __name__ as package_name
+    from .. import __version__
 
     record: dict[str, Any] = {
         "metric": metric,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "software": {
-            "package": package_name,
+            "tganv2": __version__,
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),

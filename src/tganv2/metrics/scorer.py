@@ -9,9 +9,11 @@ place of C3D and a few hundred samples instead of 2048 × 10, so that it runs in
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+import scipy.linalg
 import torch
 from torch import nn
 
@@ -62,7 +64,7 @@ class ClassifierScorer:
             generator, self.classifier, self.n_samples, self.batch, seed, self.n_frames, self.render_level
         )
         real = self.real_stats
-        return {
-            "cls_is": inception_score(probs)[0],
-            "cls_fid": frechet_distance(real.mean, real.cov(1), fake.mean, fake.cov(1)),
-        }
+        with warnings.catch_warnings():  # early generators give singular covariances: not worth a warning
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            fid = frechet_distance(real.mean, real.cov(1), fake.mean, fake.cov(1))
+        return {"cls_is": inception_score(probs)[0], "cls_fid": fid}
