@@ -146,7 +146,7 @@ def test_bf16_autocast_step_tracks_fp32(tiny_cfg):
         torch.manual_seed(0)
         trainer = Trainer(cfg, seed=3)
         clips, _ = _fixed_inputs(cfg, 4)
-        results[precision] = trainer.step(lambda: (clips, None))
+        results[precision] = trainer.step(lambda clips=clips: (clips, None))
     for key in ("loss_gen", "loss_dis"):
         assert results["bf16"][key] == pytest.approx(results["fp32"][key], rel=0.02), key
     assert 0 < results["bf16"]["loss_gp"] == pytest.approx(results["fp32"]["loss_gp"], rel=0.1)
