@@ -136,13 +136,15 @@ def _print_cost(report: dict) -> None:
 
 
 def run_scaling(args: argparse.Namespace) -> int:
-    from .scaling import scaling_figure, scaling_report
+    from .scaling import growth_figure, scaling_figure, scaling_report
 
     cfg = load_config(args.preset, args.config or [], args.overrides)
     report = scaling_report(cfg, args.batch)
     report.update(_provenance())
     if args.plot:
         report["plot"] = str(scaling_figure(report, args.plot))
+    if args.growth_plot:
+        report["growth_plot"] = str(growth_figure(report, args.growth_plot))
     if args.json:
         _write_or_print(report, args.output)
         return 0
@@ -218,8 +220,9 @@ def run_step(args: argparse.Namespace) -> int:
             print(f"  {name}: failed ({run.get('error') or 'out of memory'})")
             continue
         line = (
-            f"  {name}: {run['iterations_per_s']:.3f} it/s ({run['median_step_s']:.2f} s/step, "
-            f"{run.get('median_step_cpu_s') or float('nan'):.2f} CPU-s/step), "
+            f"  {name}: {run['iterations_per_s']:.3f} it/s (median {run['median_step_s']:.2f} s/step, "
+            f"fastest {run.get('min_step_s') or float('nan'):.2f} s, "
+            f"{run.get('median_step_cpu_s') or float('nan'):.2f} CPU-s), "
             f"peak {run['peak_memory_gb']:.2f} GB, {run['train_step_gflops']:.0f} GFLOP/step, "
             f"MFU {run['mfu_vs_bf16_matmul']:.1%} of bf16 matmul ({run['mfu_vs_fp32_matmul']:.1%} of fp32)"
         )
@@ -282,6 +285,7 @@ def add_commands(subparsers) -> None:
     _add_model_args(scaling, "ucf101-192-bsr")
     scaling.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4)")
     scaling.add_argument("--plot", help="write a PNG plot here (e.g. docs/scaling.png)")
+    scaling.add_argument("--growth-plot", help="write the memory-added-per-doubling PNG here")
     scaling.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
     scaling.add_argument("--output", help="also write the JSON document to this file")
     scaling.set_defaults(func=run_scaling)

@@ -29,7 +29,6 @@ which ``official_conventions=True`` (CLI ``--fractional-batch``) reproduces:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -259,7 +258,7 @@ def train_step_gflops(cfg: Config, batch: int) -> dict[str, float]:
     gradient of the G loss, D's backward of the fake half of the D loss. d_real: D forward on the reals and
     the backward of the real half. r1: the first-order gradient with ``create_graph`` and the part of the
     combined D backward that runs through that gradient's graph (the double backward). The combined
-    backward is split by timing each half alone on the same graph and attributing the rest to R1.
+    backward is split by counting each half alone on the same graph and attributing the rest to R1.
     """
     generator, discriminator = _meta_models(cfg)
     params = list(discriminator.parameters())
@@ -377,7 +376,3 @@ def compare_with_official(report: dict, cfg: Config) -> dict:
                 "measured": sum(naive["measured_activation_gb"]) / sum(proposed["measured_activation_gb"]),
             }
     return out
-
-
-def gflops_total(report: dict, variant: str, net: str) -> float:
-    return math.fsum(report["variants"][variant][net]["forward_gflops"])

@@ -27,7 +27,14 @@ from pathlib import Path
 from ..config import Config, apply_overrides
 from .cost import discriminator_cost, generator_cost
 
-__all__ = ["RESOLUTIONS", "scaling_configs", "scaling_report", "growth_per_doubling", "scaling_figure"]
+__all__ = [
+    "RESOLUTIONS",
+    "scaling_configs",
+    "scaling_report",
+    "growth_per_doubling",
+    "scaling_figure",
+    "growth_figure",
+]
 
 RESOLUTIONS = [64 * t for t in range(1, 9)]  # t_size 1..8
 DOUBLING_RESOLUTIONS = [64, 128, 256, 512]
@@ -161,3 +168,20 @@ def scaling_figure(report: dict, path: str | Path) -> Path:
         f"preset {report['preset']}, batch {report['batch']} (fractional per level); dashed: no subsampling"
     )
     return line_chart(path, panels, title=title)
+
+
+def growth_figure(report: dict, path: str | Path) -> Path:
+    """Activation GB added by each doubling of the resolution (constant = linear growth in the levels)."""
+    from .plot import COLOURS, Panel, Series, line_chart
+
+    panel = Panel("GB of saved activations added per doubling", "resolution reached (px)", "GB added")
+    for colour, (family, variants) in zip(COLOURS, report["families"].items()):
+        for name, result in variants.items():
+            by_resolution = {row["resolution"]: row["activation_gb"] for row in result["rows"]}
+            xs = [r for r in sorted(by_resolution) if r // 2 in by_resolution]
+            ys = [by_resolution[r] - by_resolution[r // 2] for r in xs]
+            variant_label = "TGANv2" if name == "tganv2" else "no subsampling"
+            label = f"{variant_label}, {FAMILY_LABELS.get(family, family)}"
+            panel.series.append(Series(label, xs, ys, colour, name != "tganv2"))
+    title = f"preset {report['preset']}, batch {report['batch']}: flat = memory linear in the levels"
+    return line_chart(path, [panel], panel_size=(760, 460), title=title)

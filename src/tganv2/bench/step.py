@@ -9,7 +9,10 @@ reals) in a **child process**, one per (variant, batch), so that peak memory is 
 
 Real batches come from the built-in synthetic dataset, rendered once before timing and cycled, so the
 figures are the training step alone (no data loading). Warm-up steps come first (they include
-``torch.compile`` when asked); the reported time is the median of the timed steps.
+``torch.compile`` of G's forward when asked, through ``train.compile``; D is never compiled because R1
+differentiates it twice); the reported time is the median of the timed steps. On a shared machine the
+median is at the mercy of other processes' load, so the fastest step (``min_step_s``) and the process CPU
+seconds are kept too, with the 1-minute load average around each run.
 
 Model FLOP utilisation = training-step FLOPs (the meta-device count of ``cost.train_step_gflops`` at the
 same batch) / median step time / the device's measured dense matmul rate (bf16 and fp32).
@@ -72,18 +75,22 @@ def _rss_gb(field: str) -> float:
 
 
 def _variant_config(
-    preset: str, variant: str, batch: int, precision: str, overrides: list[str] | None = None
+    preset: str,
+    variant: str,
+    batch: int,
+    precision: str,
+    overrides: list[str] | None = None,
+    compile: bool = False,
 ) -> Config:
-    """The preset, then the user's dotted overrides, then the ablation, batch and precision."""
+    """The preset, then the user's dotted overrides, then the ablation, batch, precision and compile."""
     cfg = load_preset(preset, list(overrides or []))
     extra = dict(ABLATIONS.get(variant, {}))
-    extra.update({"train.batch": batch, "train.precision": precision})
+    extra.update({"train.batch": batch, "train.precision": precision, "train.compile": compile})
     return apply_overrides(cfg, extra)
 
 
 def child_step_run(spec: dict) -> dict:
     """Build a Trainer for ``spec`` and time its steps (runs inside the child process)."""
-    from ..config import build_generator
     from ..data.base import to_float
     from ..data.synthetic import SyntheticVideoDataset
     from ..training.step import Trainer
@@ -93,7 +100,12 @@ def child_step_run(spec: dict) -> dict:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     cfg = _variant_config(
-        spec["preset"], spec["variant"], spec["batch"], spec["precision"], spec.get("overrides")
+        spec["preset"],
+        spec["variant"],
+        spec["batch"],
+        spec["precision"],
+        spec.get("overrides"),
+        spec.get("compile", False),
     )
     m = cfg.model
     dataset = SyntheticVideoDataset(
@@ -107,10 +119,7 @@ def child_step_run(spec: dict) -> dict:
     def next_real():
         return batches[next(counter) % 2], None
 
-    generator = build_generator(cfg)
-    if spec["compile"]:
-        generator = torch.compile(generator)  # never D: its R1 pass is differentiated twice
-    trainer = Trainer(cfg, device, generator=generator)
+    trainer = Trainer(cfg, device)  # train.compile: the Trainer compiles G's forward, never D
     rss_before = _rss_gb("VmRSS")
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out_of_memory = False
@@ -135,6 +144,7 @@ def child_step_run(spec: dict) -> dict:
         "out_of_memory": out_of_memory,
         "step_seconds": times,
         "median_step_s": statistics.median(times) if times else None,
+        "min_step_s": min(times) if times else None,
         "step_cpu_seconds": cpu_times,
         "median_step_cpu_s": statistics.median(cpu_times) if cpu_times else None,
         "rss_before_step_gb": rss_before,
@@ -294,6 +304,7 @@ def _merge_rounds(runs: list[dict]) -> dict:
     if len(runs) > 1 and ok:
         merged["step_seconds"] = [t for r in ok for t in r["step_seconds"]]
         merged["median_step_s"] = statistics.median(merged["step_seconds"])
+        merged["min_step_s"] = min(merged["step_seconds"])
         merged["step_cpu_seconds"] = [t for r in ok for t in r.get("step_cpu_seconds", [])]
         if merged["step_cpu_seconds"]:
             merged["median_step_cpu_s"] = statistics.median(merged["step_cpu_seconds"])

@@ -56,25 +56,9 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from ..progress import make_progress
 
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with make_progress() as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 

@@ -187,6 +187,8 @@ def train(cfg: Config, options: RunOptions) -> dict:
                     f"checkpoint is {good if good else '(none yet)'}; lower train.lr or check the data"
                 )
             scalars["sec_per_it"] = time.perf_counter() - t0
+            if device.type == "cuda":
+                scalars["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             progress.update(it, scalars)
             if info.is_main and (it % cfg.train.log_every == 0 or it == end):
                 last = {"iteration": it, **scalars}
@@ -240,8 +242,13 @@ def _make_scorer(cfg: Config, out: Path, dataset, device: torch.device):
 
     cache = out / "classifier_real_stats.npz"
     real = FeatureStats.load(cache) if cache.is_file() else dataset
-    scorer = ClassifierScorer(cfg.train.classifier, real=real, n_samples=cfg.train.eval_samples,
-                              device=device, n_real=min(cfg.train.eval_real, 10 * len(dataset)))
+    scorer = ClassifierScorer(
+        cfg.train.classifier,
+        real=real,
+        n_samples=cfg.train.eval_samples,
+        device=device,
+        n_real=min(cfg.train.eval_real, 10 * len(dataset)),
+    )
     if not cache.is_file():
         scorer.real_stats.save(cache)
     return scorer
@@ -251,8 +258,10 @@ def _score(scorer, writer, trainer: Trainer, iteration: int) -> dict:
     if scorer is None:
         return {}
     scores = scorer.score(trainer.generator, seed=0)  # the same z every time: comparable over the run
-    print(f"tganv2 train: iteration {iteration}: classifier-IS {scores['cls_is']:.3f}, "
-          f"classifier-FID {scores['cls_fid']:.2f}")
+    print(
+        f"tganv2 train: iteration {iteration}: classifier-IS {scores['cls_is']:.3f}, "
+        f"classifier-FID {scores['cls_fid']:.2f}"
+    )
     writer.log(iteration, scores)
     return scores
 
@@ -266,27 +275,17 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import TextColumn
 
-            self.bar = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[losses]}"),
+            from ..progress import make_progress
+
+            self.bar = make_progress(
+                middle=(TextColumn("{task.fields[rate]}"),), tail=(TextColumn("{task.fields[losses]}"),)
             )
             self.bar.__enter__()
-            self.task = self.bar.add_task("train", total=self.total, completed=self.start, rate="", losses="")
+            self.task = self.bar.add_task(
+                "[bold]train", total=self.total, completed=self.start, rate="", losses=""
+            )
         return self
 
     def update(self, it: int, scalars: dict) -> None:
