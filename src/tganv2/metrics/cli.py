@@ -93,6 +93,19 @@ def _finish(record: dict[str, Any], out: str, summary: str) -> int:
     return 0
 
 
+def _sampling_options(args: argparse.Namespace) -> dict:
+    """The generated-sample options shared by is, fid and fvd."""
+    return dict(
+        n=args.n,
+        loops=args.loops,
+        batch=args.batch,
+        seed=args.seed,
+        n_frames=args.frames,
+        render_level=args.render_level,
+        progress=not args.no_progress,
+    )
+
+
 def _cmd_is(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_is
 
@@ -101,14 +114,8 @@ def _cmd_is(args: argparse.Namespace) -> int:
     record = evaluate_is(
         generator,
         extractor,
-        n=args.n,
-        loops=args.loops,
-        batch=args.batch,
-        seed=args.seed,
         splits=args.splits,
-        n_frames=args.frames,
-        render_level=args.render_level,
-        progress=not args.no_progress,
+        **_sampling_options(args),
     )
     value = record["value"]
     return _finish(
@@ -185,13 +192,7 @@ def _cmd_fid(args: argparse.Namespace) -> int:
         generator,
         extractor,
         real,
-        n=args.n,
-        loops=args.loops,
-        batch=args.batch,
-        seed=args.seed,
-        n_frames=args.frames,
-        render_level=args.render_level,
-        progress=not args.no_progress,
+        **_sampling_options(args),
     )
     files.update(stats=str(args.stats), stats_sha256=sha256_file(args.stats))
     value = record["value"]
@@ -216,14 +217,8 @@ def _cmd_fvd(args: argparse.Namespace) -> int:
         generator,
         detector,
         dataset,
-        n=args.n,
-        loops=args.loops,
-        batch=args.batch,
-        seed=args.seed,
-        n_frames=args.frames,
-        render_level=args.render_level,
         num_workers=args.num_workers,
-        progress=not args.no_progress,
+        **_sampling_options(args),
     )
     record.update(data=str(args.data), split="train", real_clip="random start, centre crop, no flip")
     value = record["value"]
