@@ -12,7 +12,7 @@ from tganv2.config import load_preset
 from tganv2.errors import WeightsError
 from tganv2.interop.chainer import load_chainer_generator
 
-OVERRIDES = ["model.n_layers=2"]  # demo-64 widths; two ConvLSTM layers cover decoder1
+OVERRIDES = ["model.n_layers=2", "model.clstm_kernel=3"]  # demo-64 widths, official 3×3 ConvLSTM ×2 layers
 
 
 def official_generator_arrays(cfg, seed: int = 0) -> dict[str, np.ndarray]:
@@ -130,7 +130,7 @@ def test_wrong_shape_and_leftover_keys_are_errors(cfg, official, tmp_path):
         load_chainer_generator(tmp_path / "extra.npz", cfg)
     # a one-layer config does not silently drop decoder1
     with pytest.raises(WeightsError, match="unused key.*decoder1"):
-        load_chainer_generator(tmp_path / "extra.npz", load_preset("demo-64"))
+        load_chainer_generator(tmp_path / "extra.npz", load_preset("demo-64", ["model.clstm_kernel=3"]))
 
 
 def test_trainer_snapshot_prefix(cfg, official, tmp_path):

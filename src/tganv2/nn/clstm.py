@@ -56,8 +56,9 @@ class ConvLSTM(nn.ModuleList):
         self,
         channels: int,  # input = hidden channels (the official model uses the same width)
         n_layers: int = 1,  # stacked cells; layer k's input is layer k−1's output
+        kernel_size: int = 3,  # 3 in the official model
     ) -> None:
-        super().__init__(ConvLSTMCell(channels, channels) for _ in range(n_layers))
+        super().__init__(ConvLSTMCell(channels, channels, kernel_size) for _ in range(n_layers))
 
     def forward(self, x0: Tensor, n_steps: int, stride: int = 1, offset: int = 0) -> Tensor:
         """Unroll ``offset + (n_steps − 1)·stride + 1`` steps; keep every ``stride``-th from ``offset``.

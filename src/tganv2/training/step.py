@@ -79,8 +79,10 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
-        self.generator = (generator or build_generator(cfg)).to(self.device).train()
-        self.discriminator = (discriminator or build_discriminator(cfg)).to(self.device).train()
+        generator = generator if generator is not None else build_generator(cfg)
+        discriminator = discriminator if discriminator is not None else build_discriminator(cfg)
+        self.generator = generator.to(self.device).train()
+        self.discriminator = discriminator.to(self.device).train()
         # --compile: only the generator's forward; never the D pass that R1 differentiates through
         self.generator_forward = torch.compile(self.generator) if cfg.train.compile else self.generator
         self.opt_g = make_optimizer(self.generator, cfg)
@@ -147,7 +149,8 @@ class Trainer:
             loss_dis = discriminator_loss(real_scores, fake_scores)
             loss_gp = r1_penalty(real_scores, reals, self.r1_lambda)
             self.opt_d.zero_grad(set_to_none=True)
-            (loss_dis + loss_gp).backward()
+            # only D's parameters: the image gradients of reals and fakes are not needed here
+            (loss_dis + loss_gp).backward(inputs=list(D.parameters()))
             _average_gradients(D)
             self.opt_d.step()
             stats["loss_dis"], stats["loss_gp"] = loss_dis.item(), loss_gp.item()
