@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..config import load_config
+from ..config import add_config_arguments, config_from_args, load_config
 from ..errors import UserError
 
 
@@ -39,7 +39,7 @@ def run_cost(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
-    cfg = load_config(args.preset, args.config or [], args.overrides)
+    cfg = config_from_args(args)
     report = cost_report(cfg, args.batch, official_conventions=args.fractional_batch)
     report.update(_provenance())
     if args.peak_memory:
@@ -138,7 +138,7 @@ def _print_cost(report: dict) -> None:
 def run_scaling(args: argparse.Namespace) -> int:
     from .scaling import growth_figure, scaling_figure, scaling_report
 
-    cfg = load_config(args.preset, args.config or [], args.overrides)
+    cfg = config_from_args(args)
     report = scaling_report(cfg, args.batch)
     report.update(_provenance())
     if args.plot:
@@ -237,12 +237,6 @@ def run_step(args: argparse.Namespace) -> int:
 # --- registration ------------------------------------------------------------------------------------------
 
 
-def _add_model_args(p: argparse.ArgumentParser, default_preset: str) -> None:
-    p.add_argument("--preset", default=default_preset, help=f"preset name (default {default_preset})")
-    p.add_argument("--config", action="append", help="YAML file applied on top of the preset (repeatable)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-
-
 def add_commands(subparsers) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -260,7 +254,7 @@ def add_commands(subparsers) -> None:
         "With --batch 4 --fractional-batch the official figure/gflops.tsv conventions are used and the "
         "matching official rows are compared.",
     )
-    _add_model_args(cost, "ucf101-192-bsr")
+    add_config_arguments(cost, "ucf101-192-bsr")
     cost.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4, as the official table)")
     cost.add_argument(
         "--fractional-batch",
@@ -282,7 +276,7 @@ def add_commands(subparsers) -> None:
         description="G + D forward activation memory and FLOPs for final resolutions 64-512 px, TGANv2 and "
         "no-subsampling, with 4 fixed levels (t_size 1-8) and with one level per doubling.",
     )
-    _add_model_args(scaling, "ucf101-192-bsr")
+    add_config_arguments(scaling, "ucf101-192-bsr")
     scaling.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4)")
     scaling.add_argument("--plot", help="write a PNG plot here (e.g. docs/scaling.png)")
     scaling.add_argument("--growth-plot", help="write the memory-added-per-doubling PNG here")
