@@ -12,6 +12,13 @@ from ..errors import UserError
 def run_train(args: argparse.Namespace) -> int:
     from .loop import RunOptions, train
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     overrides = []
     for flag, key in (
         ("iterations", "train.iterations"),
@@ -107,6 +114,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (opt-in)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy 2-core machine)",
+    )
     p.add_argument(
         "--stop-after",
         type=int,
