@@ -237,6 +237,14 @@ def run_step(args: argparse.Namespace) -> int:
 # --- registration ------------------------------------------------------------------------------------------
 
 
+def _add_report_arguments(parser: argparse.ArgumentParser, default_view: str) -> None:
+    """``--json`` and ``--output``, shared by every bench command."""
+    parser.add_argument(
+        "--json", action="store_true", help=f"print the JSON document instead of {default_view}"
+    )
+    parser.add_argument("--output", help="also write the JSON document to this file")
+
+
 def add_commands(subparsers) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -266,8 +274,7 @@ def add_commands(subparsers) -> None:
                       help="also run one real step per variant in a child process and report its peak memory "
                       "(heavy for full-size presets on CPU)")
     cost.add_argument("--device", default=None, help="device for --peak-memory (default: cuda if available)")
-    cost.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
-    cost.add_argument("--output", help="also write the JSON document to this file")
+    _add_report_arguments(cost, "tables")
     cost.set_defaults(func=run_cost)
 
     scaling = sub.add_parser(
@@ -280,8 +287,7 @@ def add_commands(subparsers) -> None:
     scaling.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4)")
     scaling.add_argument("--plot", help="write a PNG plot here (e.g. docs/scaling.png)")
     scaling.add_argument("--growth-plot", help="write the memory-added-per-doubling PNG here")
-    scaling.add_argument("--json", action="store_true", help="print the JSON document instead of tables")
-    scaling.add_argument("--output", help="also write the JSON document to this file")
+    _add_report_arguments(scaling, "tables")
     scaling.set_defaults(func=run_scaling)
 
     step = sub.add_parser(
@@ -308,6 +314,5 @@ def add_commands(subparsers) -> None:
     step.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: default)")
     step.add_argument("--memory-budget-gb", type=float, default=4.0, help="CPU peak-RSS budget (default 4)")
     step.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    step.add_argument("--json", action="store_true", help="print the JSON document instead of a summary")
-    step.add_argument("--output", help="also write the JSON document to this file")
+    _add_report_arguments(step, "a summary")
     step.set_defaults(func=run_step)

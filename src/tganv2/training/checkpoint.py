@@ -26,8 +26,9 @@ _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 def capture_rng() -> dict:
     """Global RNG states as tensors and plain values (weights_only-safe)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, python_gauss = random.getstate()
     state = {
-        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+        "python": [list(internal), version, python_gauss],
         "numpy": {
             "keys": torch.from_numpy(keys.astype(np.int64)),
             "pos": int(pos),

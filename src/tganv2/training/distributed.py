@@ -58,6 +58,15 @@ def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]
     return info, torch.device(device)
 
 
+def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Differentiable all-reduce sum (``torch.distributed.nn``; its deprecation warning is silenced)."""
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(tensor)
+
+
 class CPUSyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d with statistics over all ranks, for CPU/gloo (torch's SyncBatchNorm is GPU-only).
 
@@ -68,21 +77,12 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        with warnings.catch_warnings():  # deprecated in favour of a private module; still the public API
-            warnings.simplefilter("ignore", FutureWarning)
-            from torch.distributed.nn.functional import all_reduce as _all_reduce
-
-        def all_reduce(t: torch.Tensor) -> torch.Tensor:  # differentiable sum over ranks
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return _all_reduce(t)
-
         channels = x.shape[1]
         count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
-        count = all_reduce(count)  # (1,) elements per channel over all ranks
-        mean = all_reduce(x.sum(dim=(0, 2, 3))) / count  # (C,)
+        count = _sum_over_ranks(count)  # (1,) elements per channel over all ranks
+        mean = _sum_over_ranks(x.sum(dim=(0, 2, 3))) / count  # (C,)
         centred = x - mean.view(1, -1, 1, 1)
-        var = all_reduce(centred.pow(2).sum(dim=(0, 2, 3))) / count  # (C,) biased
+        var = _sum_over_ranks(centred.pow(2).sum(dim=(0, 2, 3))) / count  # (C,) biased
         with torch.no_grad():
             n = count.item()
             self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())

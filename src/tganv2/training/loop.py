@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..config import Config, config_from_dict, config_to_dict
+from ..config import Config, build_generator, config_from_dict, config_to_dict
 from ..errors import UserError
 from ..snapshot import save_generator
 from .batches import make_batch_stream
@@ -120,8 +120,6 @@ def train(cfg: Config, options: RunOptions) -> dict:
 
     # --- models, optimisers, the per-rank random stream ------------------------------------------
     _seed_everything(cfg.train.seed + info.rank)
-    from ..config import build_generator
-
     generator = convert_sync_batchnorm(build_generator(cfg), device)
     trainer = Trainer(cfg, device, generator=generator, seed=cfg.train.seed + info.rank)
     broadcast_parameters(trainer.generator)  # every rank starts from rank 0's weights
@@ -219,9 +217,10 @@ def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> Non
     # every rank's random streams, for an exact resume
     rank_rng = all_gather_objects((trainer.rng_fake.get_state(), trainer.rng_real.get_state()))
     if info.is_main:
+        trainer_state = trainer.state_dict()
         state = {
-            "trainer": trainer.state_dict(),
-            "generator": trainer.state_dict()["generator"],  # for load_generator / tganv2 generate
+            "trainer": trainer_state,
+            "generator": trainer_state["generator"],  # for load_generator / tganv2 generate
             "config": config_to_dict(cfg),
             "rank_rng": rank_rng,
             "global_rng": capture_rng(),

@@ -82,12 +82,13 @@ class SampleWriter:
             self._tb = SummaryWriter(str(self.out / "tensorboard"))
         return self._tb
 
-    def log(self, iteration: int, scalars: dict) -> None:
-        record = {"iteration": iteration, "time": round(time.time() - self._t0, 3), **scalars}
+    def log(self, iteration: int, scalars: dict, group: str = "train", **fields: str) -> None:
+        """One ``log.jsonl`` record (``fields``: non-scalar extras) and ``group/key`` TensorBoard scalars."""
+        record = {"iteration": iteration, "time": round(time.time() - self._t0, 3), **fields, **scalars}
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for key, value in scalars.items():
-            self.tensorboard.add_scalar(f"train/{key}", value, iteration)
+            self.tensorboard.add_scalar(f"{group}/{key}", value, iteration)
 
     def write(self, generator, iteration: int) -> dict:
         """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics."""
@@ -108,13 +109,7 @@ class SampleWriter:
             "motion_real": round(self.real_stats["motion"], 4),
             "hist_l1": round(histogram_distance(fake["histogram"], self.real_stats["histogram"]), 4),
         }
-        with open(self.log_path, "a") as f:
-            f.write(
-                json.dumps({"iteration": iteration, "samples": str(stem.with_suffix(".mp4").name), **stats})
-                + "\n"
-            )
-        for key, value in stats.items():
-            self.tensorboard.add_scalar(f"samples/{key}", value, iteration)
+        self.log(iteration, stats, group="samples", samples=stem.with_suffix(".mp4").name)
         return stats
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..config import Config, build_discriminator, build_generator
 from ..losses import discriminator_loss, generator_loss, r1_lambda_sum, r1_penalty
+from ..nn.subsample import subsample_batch
 
 __all__ = ["Trainer", "make_optimizer", "linear_decay", "real_levels"]
 
@@ -109,10 +110,9 @@ class Trainer:
         """Per-level labels after the cumulative batch strides (only for class-conditional models)."""
         if labels is None or self.cfg.model.n_classes == 0:
             return None
-        out, stride = [labels], 1
-        for s in self.cfg.model.batch_strides:
-            stride *= s
-            out.append(labels[::stride])
+        out = [labels]
+        for batch_stride in self.cfg.model.batch_strides:
+            out.append(subsample_batch(out[-1], batch_stride))
         return out
 
     def step(self, next_real: Callable[[], RealBatch]) -> dict[str, float]:
@@ -165,8 +165,8 @@ class Trainer:
     # --- state for checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "generator": _unwrap(self.generator).state_dict(),
-            "discriminator": _unwrap(self.discriminator).state_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(),
@@ -177,8 +177,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        _unwrap(self.generator).load_state_dict(state["generator"])
-        _unwrap(self.discriminator).load_state_dict(state["discriminator"])
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -187,6 +187,3 @@ class Trainer:
         self.rng_fake.set_state(state["rng_fake"])
         self.rng_real.set_state(state["rng_real"])
 
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)
