@@ -36,8 +36,8 @@ import torch
 
 from tganv2.config import ABLATIONS, apply_overrides, load_preset
 from tganv2.data.base import to_float
+from tganv2.data.loader import make_loader
 from tganv2.data.synthetic import SyntheticVideoDataset
-from tganv2.training.batches import make_batch_stream
 from tganv2.training.step import Trainer
 
 VARIANTS = {
@@ -79,7 +79,7 @@ def train_for_budget(
     """
     torch.manual_seed(seed)
     trainer = Trainer(cfg, "cpu", seed=seed)
-    stream = make_batch_stream(dataset, cfg.train.batch, seed, rank=0, world_size=1, start=0, num_workers=0)
+    stream = iter(make_loader(dataset, cfg.train.batch, num_workers=0, seed=seed, start_batch=0))
 
     def next_real():
         clips, labels = next(stream)  # uint8 (B, C, T, H, W)

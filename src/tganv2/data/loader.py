@@ -26,7 +26,14 @@ from .folder import FolderVideoDataset
 from .hdf5 import HDF5VideoDataset
 from .synthetic import SyntheticVideoDataset
 
-__all__ = ["open_dataset", "build_dataset", "make_loader", "infinite_batches", "EpochKeySampler"]
+__all__ = [
+    "open_dataset",
+    "build_dataset",
+    "make_loader",
+    "infinite_batches",
+    "EpochKeySampler",
+    "ResumableBatchSampler",
+]
 
 
 def open_dataset(
@@ -91,6 +98,30 @@ class EpochKeySampler(Sampler):
         return len(self.sampler)
 
 
+class ResumableBatchSampler(Sampler):
+    """Endless batches of ``(index, epoch)`` keys from a ``DistributedSampler``, from global batch ``start``.
+
+    Batch k is a pure function of (seed, rank, world size, k), so a resumed training run that starts the
+    stream at the batch it had reached sees exactly the data of the uninterrupted run.
+    """
+
+    def __init__(self, sampler: DistributedSampler, batch: int, start: int = 0):
+        self.sampler, self.batch, self.start = sampler, batch, start
+        self.per_epoch = len(sampler) // batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = divmod(self.start, self.per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            indices = list(self.sampler)
+            for b in range(skip, self.per_epoch):
+                yield [(i, epoch) for i in indices[b * self.batch : (b + 1) * self.batch]]
+            epoch, skip = epoch + 1, 0
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a number for its bookkeeping
+        return 2**62
+
+
 def make_loader(
     dataset: VideoDataset,
     batch: int,  # clips per batch on this rank
@@ -99,8 +130,13 @@ def make_loader(
     rank: int = 0,  # this process's rank
     world_size: int = 1,  # number of ranks; each reads len(dataset) / world_size clips per epoch
     drop_last: bool = True,  # drop the last incomplete batch (and the shard remainder)
+    start_batch: int | None = None,  # endless and resumable from this global batch (training); None = epochs
 ) -> DataLoader:
-    """A shuffling, sharded DataLoader yielding ``(clips uint8 (B, C, T, H, W), labels int64 (B,))``."""
+    """A shuffling, sharded DataLoader yielding ``(clips uint8 (B, C, T, H, W), labels int64 (B,))``.
+
+    With ``start_batch`` it never ends and begins at that batch of the run (``ResumableBatchSampler``);
+    otherwise it is one epoch per iteration (use ``infinite_batches``).
+    """
     per_rank = len(dataset) // world_size if drop_last else -(-len(dataset) // world_size)
     if drop_last and per_rank < batch:
         raise DataError(
@@ -110,15 +146,18 @@ def make_loader(
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last
     )
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=EpochKeySampler(sampler),
+    options = dict(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
-        drop_last=drop_last,
         prefetch_factor=4 if num_workers > 0 else None,
+    )
+    if start_batch is not None:
+        return DataLoader(
+            dataset, batch_sampler=ResumableBatchSampler(sampler, batch, start_batch), **options
+        )
+    return DataLoader(
+        dataset, batch_size=batch, sampler=EpochKeySampler(sampler), drop_last=drop_last, **options
     )
 
 

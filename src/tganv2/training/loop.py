@@ -24,7 +24,6 @@ import yaml
 from ..config import Config, build_generator, config_from_dict, config_to_dict
 from ..errors import UserError
 from ..snapshot import save_generator
-from .batches import make_batch_stream
 from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import (
     DistInfo,
@@ -145,15 +144,18 @@ def train(cfg: Config, options: RunOptions) -> dict:
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
     dataset = _open_dataset(cfg, options.data)
-    batches = make_batch_stream(
+    from ..data import make_loader
+
+    loader = make_loader(
         dataset,
         cfg.train.batch,
-        cfg.train.seed,
-        info.rank,
-        info.world_size,
-        start=start * cfg.train.n_dis,
         num_workers=cfg.data.num_workers,
+        seed=cfg.train.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_batch=start * cfg.train.n_dis,
     )
+    batches = iter(loader)  # endless: (clips uint8 (B, C, T, H, W), labels (B,))
 
     def next_real():
         from ..data import to_float
