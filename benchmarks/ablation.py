@@ -3,7 +3,7 @@
 Paper Table 2 (UCF101, 192 px, four GPUs) ranks TGANv2 > frame subsampling only > adaptive batch
 reduction only > without subsampling, by C3D IS and FID. This script repeats the comparison at toy scale:
 
-* base preset ``demo-64`` (t_size 1: levels 8/16/32/64 px, 16 frames), trained on ``SyntheticVideoDataset``;
+* base preset ``small-64`` (t_size 1: levels 8/16/32/64 px, 16 frames), trained on ``SyntheticVideoDataset``;
 * TGANv2 = frame and batch strides 2 (the paper's model); the ablations are ``tganv2.config.ABLATIONS``;
 * batches as in Table 1 (per device: TGANv2 16 → 16/8/4/2, frame-only 2, batch-only 2 → 2/1/1/1,
   no-subsampling 1), scaled by ``--batch``; or ``--equal-batch`` for the same level-1 batch everywhere.
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="TGANv2's level-1 batch (Table 1: 16)")
     parser.add_argument("--equal-batch", action="store_true", help="every variant uses --batch")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--base", default="demo-64", help="base preset (64 px)")
+    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
     parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
     parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
     parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")

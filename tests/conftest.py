@@ -1,6 +1,6 @@
 """Shared fixtures: a seeded torch for every test and a tiny-config factory.
 
-``tiny_cfg(**fields)`` is the ``demo-64`` preset (t_size 1: levels 8/16/32/64 px) shrunk to a few channels
+``tiny_cfg(**fields)`` is the ``small-64`` preset (t_size 1: levels 8/16/32/64 px) shrunk to a few channels
 and 8 frames (8 → 4 → 2 → 1 with frame stride 2), so a full multi-level forward takes milliseconds.
 Keyword arguments name a field of any config section (``tiny_cfg(n_classes=3, batch=2)``); dotted
 strings are also accepted (``tiny_cfg("model.frame_strides=[1,1,1]")``).
@@ -33,7 +33,7 @@ _SECTION_OF = {
 }
 
 
-def make_tiny_cfg(*dotted: str, preset: str = "demo-64", **fields: Any) -> Config:
+def make_tiny_cfg(*dotted: str, preset: str = "small-64", **fields: Any) -> Config:
     """A tiny config: ``preset`` + TINY_OVERRIDES + ``fields`` (by field name) + ``dotted`` overrides."""
     overrides: dict[str, Any] = dict(TINY_OVERRIDES)
     for name, value in fields.items():

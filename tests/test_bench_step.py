@@ -19,7 +19,7 @@ TINY = ["model.n_frames=8", "model.z_dim=8", "model.ch=2", "model.clstm_ch=8", "
 
 def _spec(**fields) -> dict:
     spec = {
-        "preset": "demo-64",
+        "preset": "small-64",
         "variant": "tganv2",
         "batch": 4,
         "precision": "fp32",
@@ -89,9 +89,9 @@ def test_report_flop_utilisation_is_step_flops_over_time_over_matmul_rate(monkey
 
     monkeypatch.setattr(bench_step, "matmul_tflops", fake_rate)
     monkeypatch.setattr(bench_step, "run_in_child", fake_child)
-    report = bench_step.step_report(preset="demo-64", batch=4, device="cpu", overrides=TINY)
+    report = bench_step.step_report(preset="small-64", batch=4, device="cpu", overrides=TINY)
     for variant in ("tganv2", "no-subsampling"):
-        cfg = apply_overrides(load_preset("demo-64", TINY), {**ABLATIONS.get(variant, {}), "train.batch": 4})
+        cfg = apply_overrides(load_preset("small-64", TINY), {**ABLATIONS.get(variant, {}), "train.batch": 4})
         flops = sum(train_step_gflops(cfg, 4).values())
         run = report["variants"][variant]
         assert run["train_step_gflops"] == pytest.approx(flops)

@@ -14,6 +14,7 @@ from tganv2.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    level_shapes,
     load_config,
     load_preset,
 )
@@ -35,6 +36,15 @@ def test_every_preset_loads_and_round_trips(name):
     cfg = load_preset(name)
     assert cfg.preset == name
     assert config_from_dict(config_to_dict(cfg)) == cfg
+    # the data are opened at model.resolution, which must be the size of the last level
+    assert level_shapes(cfg)[-1][2:] == (cfg.model.resolution, cfg.model.resolution)
+
+
+def test_resolution_follows_the_number_of_levels():
+    strides = {"model.frame_strides": [2, 2], "model.batch_strides": [1, 1], "model.crop_factors": [1, 1]}
+    three = apply_overrides(load_preset("ucf101-192"), {**strides, "model.render_level": 3})
+    assert three.model.resolution == 96  # 24 → 48 → 96 px
+    assert [shape[2] for shape in level_shapes(three)] == [24, 48, 96]
 
 
 def test_preset_specifics():
@@ -48,7 +58,11 @@ def test_preset_specifics():
     )
     assert load_preset("no-subsampling").model.frame_strides == [1, 1, 1]
     assert load_preset("batch-only").model.frame_strides == [1, 1, 1]
-    assert load_preset("demo-64").model.resolution == 64
+    assert load_preset("small-64").model.resolution == 64
+    # the demo: 3 levels of 16/8/4 frames at 16/32/64 px, batch halved at the last level
+    demo = load_preset("demo-64")
+    assert demo.model.resolution == 64 and demo.model.render_level == 3
+    assert level_shapes(demo) == [(8, 16, 16, 16), (8, 8, 32, 32), (4, 4, 64, 64)]
 
 
 def test_dotted_overrides_are_parsed_as_yaml_and_coerced():
@@ -134,13 +148,13 @@ def test_unknown_preset_and_bad_files(tmp_path):
 
 
 def test_optional_path_accepts_null():
-    cfg = load_preset("demo-64", ["data.path=/tmp/x.h5"])
+    cfg = load_preset("small-64", ["data.path=/tmp/x.h5"])
     assert cfg.data.path == "/tmp/x.h5"
     assert apply_overrides(cfg, ["data.path=null"]).data.path is None
 
 
 def test_cli_bad_key_is_one_line_on_stderr(capsys):
-    code = main(["summary", "--preset", "demo-64", "model.nope=1"])
+    code = main(["summary", "--preset", "small-64", "model.nope=1"])
     captured = capsys.readouterr()
     assert code != 0 and captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -150,7 +164,7 @@ def test_cli_bad_key_is_one_line_on_stderr(capsys):
 def test_cli_subprocess_bad_key_exits_nonzero_without_traceback():
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from tganv2.cli import main; sys.exit(main())", "summary",
-         "--preset", "demo-64", "train.batch=abc"],
+         "--preset", "small-64", "train.batch=abc"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -60,7 +60,7 @@ def test_open_dataset_detects_the_kind(tmp_path):
 
 
 def test_build_dataset_from_config():
-    cfg = load_preset("demo-64", ["data.synthetic_size=32"])
+    cfg = load_preset("small-64", ["data.synthetic_size=32"])
     dataset = build_dataset(cfg)
     assert isinstance(dataset, SyntheticVideoDataset) and len(dataset) == 32
     assert dataset[0][0].shape == (3, cfg.model.n_frames, 64, 64)

@@ -27,9 +27,9 @@ def test_shapes_equal_level_shapes_for_every_preset(preset, variant):
     if variant == "avg-pooling":
         overrides["model.use_avg_pooling"] = True
     if variant == "crops":
-        overrides["model.crop_factors"] = [2, 1, 2]
+        overrides["model.crop_factors"] = [2, 1, 2][: len(load_preset(preset).model.frame_strides)]
     cfg = apply_overrides(load_preset(preset), overrides)
-    batch, resolution = 8, cfg.model.t_size * 64
+    batch, resolution = 8, cfg.model.resolution
     x = torch.rand(batch, 3, cfg.model.n_frames, resolution, resolution) * 2 - 1
     levels = real_levels_from_config(x, cfg.model, torch.Generator().manual_seed(0))
     shapes = [(level.shape[0], level.shape[2], level.shape[3], level.shape[4]) for level in levels]
@@ -134,6 +134,6 @@ def test_uint8_input_and_reproducibility():
 
 
 def test_wrong_clip_size_is_a_data_error():
-    cfg = load_preset("demo-64")
+    cfg = load_preset("small-64")
     with pytest.raises(DataError, match=r"model expects \(N, 3, 16, 64, 64\)"):
         real_levels_from_config(torch.zeros(2, 3, 16, 32, 32), cfg.model)

@@ -12,7 +12,7 @@ from tganv2.config import load_preset
 from tganv2.errors import WeightsError
 from tganv2.interop.chainer import load_chainer_generator
 
-OVERRIDES = ["model.n_layers=2", "model.clstm_kernel=3"]  # demo-64 widths, official 3×3 ConvLSTM ×2 layers
+OVERRIDES = ["model.n_layers=2", "model.clstm_kernel=3"]  # small-64 widths, official 3×3 ConvLSTM ×2 layers
 
 
 def official_generator_arrays(cfg, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,7 +61,7 @@ def official_generator_arrays(cfg, seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_preset("demo-64", OVERRIDES)
+    return load_preset("small-64", OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_wrong_shape_and_leftover_keys_are_errors(cfg, official, tmp_path):
         load_chainer_generator(tmp_path / "extra.npz", cfg)
     # a one-layer config does not silently drop decoder1
     with pytest.raises(WeightsError, match="unused key.*decoder1"):
-        load_chainer_generator(tmp_path / "extra.npz", load_preset("demo-64", ["model.clstm_kernel=3"]))
+        load_chainer_generator(tmp_path / "extra.npz", load_preset("small-64", ["model.clstm_kernel=3"]))
 
 
 def test_trainer_snapshot_prefix(cfg, official, tmp_path):
@@ -147,7 +147,7 @@ def test_convert_cli_writes_a_snapshot_that_load_generator_reproduces_bit_for_bi
     out = tmp_path / "G.safetensors"
     assert (
         main(
-            ["convert", "chainer-generator", str(path), *OVERRIDES, "--preset", "demo-64", "--out", str(out)]
+            ["convert", "chainer-generator", str(path), *OVERRIDES, "--preset", "small-64", "--out", str(out)]
         )
         == 0
     )
@@ -171,7 +171,7 @@ def test_convert_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
 
 
 def test_save_generator_then_load_generator_is_bit_exact(tmp_path):
-    cfg = load_preset("demo-64")
+    cfg = load_preset("small-64")
     generator = tganv2.build_generator(cfg)
     generator.train()
     with torch.no_grad():  # move the BN running statistics away from their initial values

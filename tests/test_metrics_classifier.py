@@ -55,7 +55,7 @@ def held_out():
 @pytest.fixture(scope="module")
 def untrained_generator():
     torch.manual_seed(0)
-    cfg = load_preset("demo-64", ["model.render_level=3"])  # level 3 of demo-64 renders 32 px
+    cfg = load_preset("small-64", ["model.render_level=3"])  # level 3 of small-64 renders 32 px
     return tganv2.build_generator(cfg).eval()
 
 

@@ -29,7 +29,7 @@ from tganv2.metrics import (
 )
 from tganv2.metrics.evaluate import fvd_real_indices
 
-FRAMES, SIZE = 8, 32  # tiny protocol: 8 frames, render level 3 of demo-64 = 32 px
+FRAMES, SIZE = 8, 32  # tiny protocol: 8 frames, render level 3 of small-64 = 32 px
 
 
 def sha256(path) -> str:
@@ -39,7 +39,7 @@ def sha256(path) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("protocol")
-    cfg = load_preset("demo-64", ["model.render_level=3"])
+    cfg = load_preset("small-64", ["model.render_level=3"])
     torch.manual_seed(0)
     generator = tganv2.build_generator(cfg)
     tganv2.save_generator(folder / "G.safetensors", generator, cfg)

@@ -226,3 +226,21 @@ def test_projection_labels_change_scores():
     a = disc(x, torch.tensor([0, 0]))
     b = disc(x, torch.tensor([1, 2]))
     assert a.shape == (2, 1) and not torch.allclose(a, b)
+
+
+def test_bf16_autocast_on_cpu_matches_fp32_for_single_frame_levels():
+    """A length-1 time axis (the last level of 8-frame videos) with RGB input under CPU bf16 autocast.
+
+    torch 2.13's oneDNN bf16 Conv3d on AMX CPUs returns garbage for odd input channels at T = 1; the RGB
+    convs run in fp32 on the CPU (``_rgb_conv``). On other CPUs this holds anyway.
+    """
+    torch.manual_seed(0)
+    disc = VideoDiscriminator(ch=16)
+    x = torch.rand(4, 3, 1, 64, 64) * 2 - 1
+    expected = disc(x)
+    for _ in range(3):
+        junk = torch.full((1 << 20,), 1e30)  # leave large values in freed memory
+        del junk
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = disc(x).float()
+        torch.testing.assert_close(got, expected, rtol=0.05, atol=0.02)

@@ -61,7 +61,7 @@ def test_faceforensics_counts_differ_only_in_fc():
         ("faceforensics-256", 8, [(8, 8, 32, 32), (4, 4, 64, 64), (2, 2, 128, 128), (1, 1, 256, 256)]),
         ("batch-only", 8, [(8, 8, 24, 24), (4, 8, 48, 48), (2, 8, 96, 96), (1, 8, 192, 192)]),
         ("no-subsampling", 2, [(2, 8, 24, 24), (2, 8, 48, 48), (2, 8, 96, 96), (2, 8, 192, 192)]),
-        ("demo-64", 4, [(4, 8, 8, 8), (4, 4, 16, 16), (4, 2, 32, 32), (4, 1, 64, 64)]),
+        ("small-64", 4, [(4, 8, 8, 8), (4, 4, 16, 16), (4, 2, 32, 32), (4, 1, 64, 64)]),
     ],
 )
 def test_training_levels_match_level_shapes(tiny_cfg, preset, batch, expected):
@@ -272,6 +272,12 @@ def _reference_step(cell: ConvLSTMCell, x: torch.Tensor, h: torch.Tensor, c: tor
     i, f, o, g = torch.sigmoid(out[0]), torch.sigmoid(out[1]), torch.sigmoid(out[2]), torch.tanh(out[3])
     c_new = f * c + i * g
     return o * torch.tanh(c_new), c_new
+
+
+def test_clstm_forget_bias_initialises_only_the_f_gate():
+    assert torch.all(ConvLSTMCell(3, 4).w_x.bias == 0)  # official: zero bias, no forget-gate offset
+    bias = ConvLSTMCell(3, 4, forget_bias=1.0).w_x.bias  # (4·C,) in gate order i, f, o, g
+    assert bias.tolist() == [0.0] * 4 + [1.0] * 4 + [0.0] * 8
 
 
 def test_clstm_cell_matches_hand_written_step():

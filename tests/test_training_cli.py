@@ -29,14 +29,14 @@ TINY = [
 ]
 
 
-def _train_cmd(out: Path, *extra: str) -> list[str]:
+def _train_cmd(out: Path, *extra: str, preset: str = "small-64") -> list[str]:
     return [
         sys.executable,
         "-m",
         "tganv2.cli",
         "train",
         "--preset",
-        "demo-64",
+        preset,
         "--out",
         str(out),
         "--no-progress",
@@ -54,9 +54,12 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
-    """N iterations in one go == N/2, SIGKILL, rerun the same command (every tensor torch.equal)."""
+    """N iterations in one go == N/2, SIGKILL, rerun the same command (every tensor torch.equal).
+
+    The straight run also writes samples every 2 iterations: sampling must not perturb training.
+    """
     args = ["--iterations", "8", "--checkpoint-every", "4", "--sample-every", "100"]
-    straight = _run(_train_cmd(tmp_path / "a", *args))
+    straight = _run(_train_cmd(tmp_path / "a", *args, "--sample-every", "2"))
     assert straight.returncode == 0, straight.stderr
 
     cmd = _train_cmd(tmp_path / "b", *args)
@@ -85,8 +88,10 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
+    """The demo preset (3 levels: 16/32/64 px) at tiny width, then `generate` from its checkpoint."""
     out = tmp_path / "run"
-    result = _run(_train_cmd(out, "--iterations", "3", "--checkpoint-every", "2", "--sample-every", "2"))
+    args = ["--iterations", "3", "--checkpoint-every", "2", "--sample-every", "2"]
+    result = _run(_train_cmd(out, *args, preset="demo-64"))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-0000002.pt", "ckpt-0000003.pt"]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -94,12 +99,12 @@ def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
     assert [r["iteration"] for r in losses] == [1, 2, 3]
     assert all(np.isfinite(r[k]) for r in losses for k in ("loss_gen", "loss_dis", "loss_gp"))
     assert losses[-1]["lr"] == pytest.approx(0.0)  # linear decay to 0 over --iterations
-    # the sample grid: 6 z rows × 4 level columns of 64-px, 8-frame videos (+2 px padding)
+    # the sample grid: 6 z rows × 3 level columns of 64-px, 8-frame videos (+2 px padding)
     frames = read_video(out / "samples" / "iter_0000002.mp4")
-    assert frames.shape == (8, 6 * 66 + 2, 4 * 66 + 2, 3)
+    assert frames.shape == (8, 6 * 66 + 2, 3 * 66 + 2, 3)
     assert (out / "samples" / "iter_0000002.gif").stat().st_size > 0
     snapshot = load_file(str(out / "generator.safetensors"))
-    assert "blocks.5.bn2.running_var" in snapshot  # BN running statistics travel with the snapshot
+    assert "blocks.4.bn2.running_var" in snapshot  # BN running statistics travel with the snapshot
 
     npz = tmp_path / "videos.npz"
     gen = _run(
@@ -141,7 +146,7 @@ def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
         ]
     )
     assert gen.returncode == 0, gen.stderr
-    assert read_video(mp4).shape == (32, 2 * 18 + 2, 2 * 18 + 2, 3)  # 2×2 grid of 16-px level-2 videos
+    assert read_video(mp4).shape == (32, 2 * 34 + 2, 2 * 34 + 2, 3)  # 2×2 grid of 32-px level-2 videos
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -185,7 +190,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         [
             "train",
             "--preset",
-            "demo-64",
+            "small-64",
             "--out",
             str(out),
             "--iterations",

@@ -44,13 +44,15 @@ class ModelConfig:
     # --- generator (reference.md §1) ---
     n_frames: int = 16  # frames at level 1 in training (and at inference unless overridden)
     z_dim: int = 256  # latent size; z ~ U(-1, 1)
-    t_size: int = 3  # CLSTM grid size; final resolution = t_size * 64
+    t_size: int = 3  # CLSTM grid size; level 1 is t_size·8 px, the final size t_size·64 with 4 levels
     ch: int = 32  # base width of the up-blocks
     clstm_ch: int = 1024  # ConvLSTM channels
     n_layers: int = 1  # stacked ConvLSTMs
     # ConvLSTM kernel. 3 is official. On a 1×1 grid (t_size 1) only the centre tap of a 3×3 kernel ever sees
     # data, so LeCunNormal's 1/fan_in makes the cell 3× too weak and z fades within a few frames; 1 fixes it.
     clstm_kernel: int = 3
+    # Initial forget-gate bias of the ConvLSTM. 0 is official (a fresh cell halves its memory each step).
+    clstm_forget_bias: float = 0.0
     out_channels: int = 3  # RGB
     n_classes: int = 0  # > 0: class-conditional BatchNorm in G (and a projection term in D)
     frame_strides: list[int] = field(default_factory=lambda: [2, 2, 2])  # one per subsampling layer
@@ -68,7 +70,8 @@ class ModelConfig:
 
     @property
     def resolution(self) -> int:
-        return self.t_size * 64
+        """Final frame size: t_size·8 at level 1, doubled at each further level (t_size·64 with 4 levels)."""
+        return self.t_size * 8 * 2 ** (self.n_levels - 1)
 
 
 @dataclass
@@ -121,7 +124,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "frame-only":        {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_kernel": 1, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 2e-4, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "small-64":          {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_kernel": 1, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 2e-4, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
 }
 # fmt: on
 
@@ -347,6 +351,7 @@ def build_generator(cfg: Config):
         clstm_ch=m.clstm_ch,
         n_layers=m.n_layers,
         clstm_kernel=m.clstm_kernel,
+        clstm_forget_bias=m.clstm_forget_bias,
         out_channels=m.out_channels,
         n_classes=m.n_classes,
         frame_strides=list(m.frame_strides),

@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["generator_loss", "discriminator_loss", "r1_penalty", "r1_lambda_sum"]
+__all__ = ["generator_loss", "discriminator_loss", "r1_penalty", "r1_lambda_sum", "full_precision"]
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in fp32 if it is a 16-bit float (bf16 autocast outputs); fp32 and fp64 pass unchanged."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
 
 
 def generator_loss(fake_scores: Tensor) -> Tensor:
@@ -36,7 +41,7 @@ def r1_penalty(real_scores: Tensor, real_levels: list[Tensor], lam: float) -> Te
     is all ones (Chainer's ``chainer.grad`` on a non-scalar output), i.e. the gradient of the sum.
     """
     grads = torch.autograd.grad(real_scores.sum(), real_levels, create_graph=True)
-    return lam * sum(g.float().pow(2).sum() for g in grads)
+    return lam * sum(full_precision(g).pow(2).sum() for g in grads)
 
 
 def r1_lambda_sum(r1_lambda: float, reference_batch: int, batch: int) -> float:

@@ -296,7 +296,7 @@ def add_commands(subparsers) -> None:
         description="Times Trainer.step (each variant in its own child process) after warm-up and reports "
         "the median, peak memory, model FLOP utilisation and optionally the largest batch that fits.",
     )
-    step.add_argument("--preset", default="demo-64", help="preset (default demo-64; on CPU keep it small)")
+    step.add_argument("--preset", default="small-64", help="preset (default small-64; on CPU keep it small)")
     step.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     step.add_argument("--compile", action="store_true", help="torch.compile the generator (never D)")
     step.add_argument("--batch", type=int, default=None, help="level-1 batch (default: the preset's)")

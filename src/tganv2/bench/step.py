@@ -216,7 +216,7 @@ def largest_batch(
 
 
 def step_report(
-    preset: str = "demo-64",
+    preset: str = "small-64",
     precision: str = "fp32",
     compile: bool = False,
     batch: int | None = None,

@@ -70,7 +70,7 @@ def build_dataset(cfg, train: bool = True) -> VideoDataset:
     return open_dataset(
         cfg.data.path,
         n_frames=cfg.model.n_frames,
-        size=cfg.model.t_size * 64,
+        size=cfg.model.resolution,
         train=train,
         seed=cfg.train.seed,
         xmargin=cfg.data.xmargin,

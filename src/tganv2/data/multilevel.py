@@ -82,7 +82,7 @@ def make_real_levels(
 
 def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | None = None) -> list[Tensor]:
     """``make_real_levels`` with the strides, crops and level sizes of a ``ModelConfig``."""
-    resolution = model_cfg.t_size * 64
+    resolution = model_cfg.resolution
     if x.shape[-1] != resolution or x.shape[-2] != resolution or x.shape[2] != model_cfg.n_frames:
         raise DataError(
             f"real clips are {tuple(x.shape)}, but the model expects (N, 3, {model_cfg.n_frames}, "

@@ -6,7 +6,8 @@ Two 3×3 convolutions with 4·C outputs: one on the input (with bias), one on th
     i = σ(x_i + h_i), f = σ(x_f + h_f), o = σ(x_o + h_o)
     c' = f·c + i·tanh(x_g + h_g),   h' = o·tanh(c')
 
-The state starts at zero. There is no special forget-gate bias.
+The state starts at zero. There is no special forget-gate bias in the official model; ``forget_bias``
+(default 0) optionally initialises the f part of the input bias to a constant (Jozefowicz et al., 2015).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class ConvLSTMCell(nn.Module):
         in_channels: int,  # channels of the input map
         hidden_channels: int,  # channels of h and c
         kernel_size: int = 3,  # square kernel, "same" padding
+        forget_bias: float = 0.0,  # initial bias of the forget gate (0 = official)
     ) -> None:
         super().__init__()
         self.hidden_channels = hidden_channels
@@ -31,6 +33,8 @@ class ConvLSTMCell(nn.Module):
         self.w_h = nn.Conv2d(hidden_channels, 4 * hidden_channels, kernel_size, padding=pad, bias=False)
         lecun_normal_(self.w_x)
         lecun_normal_(self.w_h)
+        with torch.no_grad():
+            self.w_x.bias[hidden_channels : 2 * hidden_channels] = forget_bias  # gate order i, f, o, g
 
     def forward(self, x: Tensor | None, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """One step. ``x`` is ``(N, C_in, H, W)`` or None for an all-zeros input (only the bias remains)."""
@@ -57,8 +61,9 @@ class ConvLSTM(nn.ModuleList):
         channels: int,  # input = hidden channels (the official model uses the same width)
         n_layers: int = 1,  # stacked cells; layer k's input is layer k−1's output
         kernel_size: int = 3,  # 3 in the official model
+        forget_bias: float = 0.0,  # initial forget-gate bias (0 in the official model)
     ) -> None:
-        super().__init__(ConvLSTMCell(channels, channels, kernel_size) for _ in range(n_layers))
+        super().__init__(ConvLSTMCell(channels, channels, kernel_size, forget_bias) for _ in range(n_layers))
 
     def forward(self, x0: Tensor, n_steps: int, stride: int = 1, offset: int = 0) -> Tensor:
         """Unroll ``offset + (n_steps − 1)·stride + 1`` steps; keep every ``stride``-th from ``offset``.

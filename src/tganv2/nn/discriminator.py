@@ -49,8 +49,22 @@ class OptimizedDisBlock(nn.Module):
         self.shortcut = _conv1(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.avg_pool3d(self.conv2(F.relu(self.conv1(x))), (1, 2, 2))
-        return h + self.shortcut(F.avg_pool3d(x, (1, 2, 2)))
+        h = F.avg_pool3d(self.conv2(F.relu(_rgb_conv(self.conv1, x))), (1, 2, 2))
+        return h + _rgb_conv(self.shortcut, F.avg_pool3d(x, (1, 2, 2)))
+
+
+def _rgb_conv(conv: nn.Conv3d, x: Tensor) -> Tensor:
+    """``conv(x)`` on the RGB input, in fp32 under CPU autocast.
+
+    Work-around: on CPUs with AMX (e.g. Xeon Sapphire Rapids), torch 2.13's oneDNN bf16 Conv3d returns
+    garbage (1e30s, inf, NaN) for an odd number of input channels when the time axis has length 1.
+    Measured: 3×3×3 conv, 3 → 16 channels, input (4, 3, 1, 64, 64); up to 6e32 off. The RGB convs are
+    a small part of D's cost, so run them in fp32 on the CPU. CUDA keeps bf16.
+    """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return conv(x.float())
+    return conv(x)
 
 
 class DisBlock(nn.Module):

@@ -112,6 +112,7 @@ class Generator(nn.Module):
         clstm_ch: int = 1024,  # ConvLSTM channels
         n_layers: int = 1,  # stacked ConvLSTMs
         clstm_kernel: int = 3,  # ConvLSTM kernel (3 official; 1 suits a 1×1 grid, see ModelConfig)
+        clstm_forget_bias: float = 0.0,  # initial ConvLSTM forget-gate bias (0 official, see ModelConfig)
         out_channels: int = 3,  # RGB
         n_classes: int = 0,  # > 0: class-conditional BN; forward then needs labels y
         frame_strides: list[int] = (2, 2, 2),  # frame stride of each subsampling layer
@@ -129,7 +130,7 @@ class Generator(nn.Module):
         self.n_levels = len(self.frame_strides) + 1
         self.render_level = render_level
         self.fc = lecun_normal_(nn.Linear(z_dim, t_size * t_size * clstm_ch))
-        self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel)
+        self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel, clstm_forget_bias)
         channels = block_channels(ch, clstm_ch, self.n_levels)
         self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
         self.renderers = nn.ModuleList(

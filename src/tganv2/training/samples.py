@@ -3,7 +3,8 @@
 Sample grids follow the paper's Figure 4: a fixed z rendered at every level in eval mode (running BN
 statistics, no subsampling), each level upscaled (nearest) to the final resolution; one row per z, one
 column per level. ``video_statistics`` gives numbers that show learning without a classifier: the mean
-frame-to-frame change and the colour histogram of generated videos, next to those of the data.
+frame-to-frame change and the colour histogram of 32 generated videos (a fixed z, final level), next to
+those of 32 real clips.
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from ..config import Config
 
 __all__ = ["SampleWriter", "video_statistics", "render_levels", "histogram_distance"]
 
-N_SAMPLE_ROWS = 6  # z vectors in the sample grid
+N_SAMPLE_ROWS = 6  # z vectors in the sample grid (the first of the fixed z)
+N_STAT_VIDEOS = 32  # generated videos (and real clips) behind the learning statistics
 HIST_BINS = 16
 
 
-def render_levels(generator, z: Tensor, n_frames: int | None = None) -> Tensor:
-    """Eval-mode videos of ``z`` at every level, upscaled to the last level: ``(N·L, C, T, H, W)``."""
+def render_levels(
+    generator, z: Tensor, n_frames: int | None = None, levels: list[int] | None = None
+) -> Tensor:
+    """Eval-mode videos of ``z`` at ``levels`` (default: every level), upscaled to the last level's size.
+
+    Returns ``(N·len(levels), C, T, H, W)``, row-major per z. G's train/eval mode is restored.
+    """
+    levels = levels or list(range(1, generator.n_levels + 1))
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
-        videos = [
-            generator(z, n_frames=n_frames, render_level=level) for level in range(1, generator.n_levels + 1)
-        ]
+        videos = [generator(z, n_frames=n_frames, render_level=level) for level in levels]
     generator.train(was_training)
     size = videos[-1].shape[-1]
     upscaled = [upsample_nearest(v, size) for v in videos]  # each (N, C, T, H, W)
@@ -58,10 +64,8 @@ class SampleWriter:
 
     def __init__(self, out: Path, cfg: Config, device: torch.device, dataset) -> None:
         self.out, self.cfg, self.device = Path(out), cfg, device
-        self.z = (
-            torch.rand(N_SAMPLE_ROWS, cfg.model.z_dim, generator=torch.Generator().manual_seed(2024)) * 2 - 1
-        )
-        self.z = self.z.to(device)
+        z = torch.rand(N_STAT_VIDEOS, cfg.model.z_dim, generator=torch.Generator().manual_seed(2024)) * 2 - 1
+        self.z = z.to(device)  # (N_STAT_VIDEOS, z_dim), the same in every run
         self.log_path = self.out / "log.jsonl"
         self.real_stats = self._real_statistics(dataset)
         self._tb = None
@@ -70,7 +74,7 @@ class SampleWriter:
     def _real_statistics(self, dataset) -> dict:
         from ..data import to_float
 
-        n = min(len(dataset), 32)
+        n = min(len(dataset), N_STAT_VIDEOS)
         clips = torch.stack([dataset[(i, 0)][0] for i in range(n)])  # (n, C, T, H, W) uint8
         return video_statistics(to_float(clips))
 
@@ -94,7 +98,7 @@ class SampleWriter:
         """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics."""
         from ..data.video import make_grid, write_video
 
-        grid_videos = render_levels(generator, self.z)  # (N·L, C, T, H, W)
+        grid_videos = render_levels(generator, self.z[:N_SAMPLE_ROWS])  # (N·L, C, T, H, W)
         frames = make_grid(grid_videos, nrow=generator.n_levels)  # (T, H', W', 3) uint8
         stem = self.out / "samples" / f"iter_{iteration:07d}"
         write_video(stem.with_suffix(".mp4"), frames, fps=8)
@@ -103,7 +107,7 @@ class SampleWriter:
         self.tensorboard.add_image(
             "samples/middle_frame", frames[len(frames) // 2], iteration, dataformats="HWC"
         )
-        fake = video_statistics(grid_videos.view(-1, generator.n_levels, *grid_videos.shape[1:])[:, -1])
+        fake = video_statistics(render_levels(generator, self.z, levels=[generator.n_levels]))  # 32 videos
         stats = {
             "motion_fake": round(fake["motion"], 4),
             "motion_real": round(self.real_stats["motion"], 4),

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..config import Config, build_discriminator, build_generator
-from ..losses import discriminator_loss, generator_loss, r1_lambda_sum, r1_penalty
+from ..losses import discriminator_loss, full_precision, generator_loss, r1_lambda_sum, r1_penalty
 from ..nn.subsample import subsample_batch
 
 __all__ = ["Trainer", "make_optimizer", "linear_decay", "real_levels"]
@@ -131,11 +131,11 @@ class Trainer:
             update_g = inner == 0
             with self._autocast(), torch.set_grad_enabled(update_g):
                 fakes = self.generator_forward(z, labels, rng=self.rng_fake)
-            fake_inputs = [f.detach().float().requires_grad_(update_g) for f in fakes]
+            fake_inputs = [full_precision(f.detach()).requires_grad_(update_g) for f in fakes]
             level_labels = self._level_labels(labels)
             with self._autocast():
-                real_scores = D(reals, level_labels).float()  # (ΣN_l, 1)
-                fake_scores = D(fake_inputs, level_labels).float()
+                real_scores = full_precision(D(reals, level_labels))  # (ΣN_l, 1)
+                fake_scores = full_precision(D(fake_inputs, level_labels))
             # 3. G first, through the image gradient of the G loss (D's parameters are not touched)
             if update_g:
                 loss_gen = generator_loss(fake_scores)
