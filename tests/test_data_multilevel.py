@@ -23,12 +23,13 @@ def coded_clips(n, t, size):
 @pytest.mark.parametrize("preset", list(PRESETS))
 @pytest.mark.parametrize("variant", ["as-is", "avg-pooling", "crops"])
 def test_shapes_equal_level_shapes_for_every_preset(preset, variant):
+    base = load_preset(preset)
     overrides = {} if variant == "as-is" else {"model.t_size": 1}  # variants at 64 px to stay fast
     if variant == "avg-pooling":
         overrides["model.use_avg_pooling"] = True
     if variant == "crops":
-        overrides["model.crop_factors"] = [2, 1, 2][: len(load_preset(preset).model.frame_strides)]
-    cfg = apply_overrides(load_preset(preset), overrides)
+        overrides["model.crop_factors"] = [2, 1, 2][: len(base.model.frame_strides)]
+    cfg = apply_overrides(base, overrides)
     batch, resolution = 8, cfg.model.resolution
     x = torch.rand(batch, 3, cfg.model.n_frames, resolution, resolution) * 2 - 1
     levels = real_levels_from_config(x, cfg.model, torch.Generator().manual_seed(0))

@@ -73,6 +73,14 @@ class ModelConfig:
         """Final frame size: t_size·8 at level 1, doubled at each further level (t_size·64 with 4 levels)."""
         return self.t_size * 8 * 2 ** (self.n_levels - 1)
 
+    @property
+    def level_sizes(self) -> list[int]:
+        """Training frame size of each level: t_size·8, then each subsampling layer crops 1/c and doubles."""
+        sizes = [self.t_size * 8]
+        for crop in self.crop_factors:
+            sizes.append(2 * (sizes[-1] // crop))
+        return sizes
+
 
 @dataclass
 class DataConfig:
@@ -329,12 +337,12 @@ def level_shapes(cfg: Config, batch: int | None = None) -> list[tuple[int, int, 
     """Per-level training shapes ``(batch, frames, height, width)`` of the generator's (and real) videos."""
     m = cfg.model
     n = cfg.train.batch if batch is None else batch
-    t, size = m.n_frames, m.t_size * 8
-    shapes = [(n, t, size, size)]
-    for frame_stride, batch_stride, crop in zip(m.frame_strides, m.batch_strides, m.crop_factors):
+    sizes = m.level_sizes
+    t = m.n_frames
+    shapes = [(n, t, sizes[0], sizes[0])]
+    for frame_stride, batch_stride, size in zip(m.frame_strides, m.batch_strides, sizes[1:]):
         n = -(-n // batch_stride)
         t = t // frame_stride
-        size = 2 * (size // crop)
         shapes.append((n, t, size, size))
     return shapes
 

@@ -89,9 +89,6 @@ def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | N
             f"{resolution}, {resolution}); open the dataset with n_frames={model_cfg.n_frames}, "
             f"size={resolution}"
         )
-    level_sizes = [model_cfg.t_size * 8]
-    for crop_factor in model_cfg.crop_factors:  # the generator's rule: crop 1/c, then upsample x2
-        level_sizes.append(2 * (level_sizes[-1] // crop_factor))
     return make_real_levels(
         x,
         frame_strides=list(model_cfg.frame_strides),
@@ -99,5 +96,5 @@ def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | N
         crop_factors=list(model_cfg.crop_factors),
         use_avg_pooling=model_cfg.use_avg_pooling,
         generator=generator,
-        level_sizes=level_sizes,
+        level_sizes=model_cfg.level_sizes,  # the generator's rule
     )
