@@ -15,20 +15,39 @@ How it runs:
   * assembly: parts are copied in split-list order (the official converter used worker-finish order) into
     ``NAME.h5.tmp``, which is renamed to ``NAME.h5`` only when complete (the JSON likewise); then the parts
     are deleted. Temporary disk use is therefore about twice the final size;
-  * unreadable, missing or too-short videos are skipped with one ``DataWarning`` each and listed as failed.
+  * unreadable, missing or too-short videos are skipped with one ``DataWarning`` each and listed as failed;
+  * one run per output folder: ``OUT/.prepare.lock`` is held (``flock``) while converting, and a second run
+    into the same ``--out`` stops with one line; a full disk stops with one line naming the file;
+  * workers exit when the parent dies (``PR_SET_PDEATHSIG`` on Linux, a parent-pid watchdog elsewhere),
+    so a ``kill -9`` of ``data prepare`` leaves no process behind.
+
+``--videos`` may be a folder or a ``.zip`` of frame folders (``zipped.py``); UCF101's split lists then match
+the frame folders by name without the extension.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
 
 import h5py
 import numpy as np
@@ -36,9 +55,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..progress import make_progress
 from .base import DataWarning, category_from_path
 from .folder import find_videos
-from .video import iter_frames
+from .video import iter_frames, read_error_reason
 
 __all__ = [
     "SplitSummary",
@@ -164,15 +184,68 @@ def _convert_one(job: Job, rows: int, cols: int, min_frames: int) -> tuple[int, 
         else:
             video = _resized_video(job.source, rows, cols)
     except Exception as e:  # any decoding failure means "skip this video"
-        return 0, (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 0, read_error_reason(e)
     if len(video) < min_frames:
         return 0, f"only {len(video)} frames, need at least {min_frames}"
-    job.part.parent.mkdir(parents=True, exist_ok=True)
     temporary = job.part.with_name(job.part.name + ".tmp")
-    with open(temporary, "wb") as file:
-        np.save(file, video, allow_pickle=False)
-    os.replace(temporary, job.part)
+    with _writing(temporary):
+        job.part.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            np.save(file, video, allow_pickle=False)
+        os.replace(temporary, job.part)
     return len(video), ""
+
+
+def _disk_full(error: OSError) -> bool:
+    text = str(error)
+    return error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "errno = 28" in text
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """Turn a failed write of ``path`` into one line naming it (a full disk, a read-only folder)."""
+    try:
+        yield
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        if _disk_full(e):
+            raise DataError(
+                f"{path}: no space left on device; free some space and rerun (finished videos are kept; "
+                "the conversion needs about twice the final size)"
+            ) from None
+        raise DataError(f"{path}: cannot write ({read_error_reason(e)})") from None
+
+
+@contextlib.contextmanager
+def _prepare_lock(out: Path):
+    """Hold ``OUT/.prepare.lock`` (``flock``, released when the process dies) for one run at a time."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    lock_path = out / ".prepare.lock"
+    with _writing(lock_path):
+        handle = open(lock_path, "a+")
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise DataError(
+                    f"{out}: another `tganv2 data prepare` (pid {holder}) is writing into this folder; "
+                    "wait for it to finish or choose another --out"
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
 
 
 def _pool_context():
@@ -182,22 +255,27 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
-def _init_worker() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Worker set-up: one torch thread, and exit as soon as the parent process dies."""
     torch.set_num_threads(1)
-
-
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
+    watched = False
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not watched:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
 def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, workers: int, min_frames: int):
@@ -213,22 +291,27 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
             summary.converted += 1
 
     if workers <= 1 or len(todo) <= 1:
-        with _progress() as progress:
+        with make_progress() as progress:
             task = progress.add_task(summary.name, total=len(todo))
             for i, job in enumerate(todo):
                 record(i, *_convert_one(job, rows, cols, min_frames))
                 progress.advance(task)
     else:
         # The pool forks its workers at the first submit, before the progress bar starts its thread.
-        with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
+        pool = ProcessPoolExecutor(
+            workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        try:
             futures = {
                 pool.submit(_convert_one, job, rows, cols, min_frames): i for i, job in enumerate(todo)
             }
-            with _progress() as progress:
+            with make_progress() as progress:
                 task = progress.add_task(summary.name, total=len(todo))
                 for future in as_completed(futures):
                     record(futures[future], *future.result())
                     progress.advance(task)
+        finally:  # on an error (a full disk) the queued videos are dropped, not converted first
+            pool.shutdown(wait=True, cancel_futures=True)
     return [job for job in jobs if job.part.is_file()]
 
 
@@ -251,7 +334,7 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
     h5_temporary = h5_path.with_name(h5_path.name + ".tmp")
     json_temporary = json_path.with_name(json_path.name + ".tmp")
     records, start = [], 0
-    with h5py.File(h5_temporary, "w") as file:
+    with _writing(h5_temporary), h5py.File(h5_temporary, "w") as file:
         image = file.create_dataset("image", shape=(total, channels, rows, cols), dtype=np.uint8)
         for job, (length, *_) in zip(done, shapes):
             image[start : start + length] = np.load(job.part, allow_pickle=False)
@@ -260,7 +343,8 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
                 record["category"] = job.category
             records.append(record)
             start += length
-    json_temporary.write_text(json.dumps(records))
+    with _writing(json_temporary):
+        json_temporary.write_text(json.dumps(records))
     os.replace(json_temporary, json_path)
     os.replace(h5_temporary, h5_path)
     return total
@@ -279,7 +363,11 @@ def convert_splits(
 
     ``missing`` lists, per split, inputs already known to be unusable (file, reason): warned and counted.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    with _prepare_lock(out):
+        return _convert_locked(splits, out, rows, cols, workers, min_frames, missing or {})
+
+
+def _convert_locked(splits, out, rows, cols, workers, min_frames, missing) -> list[SplitSummary]:
     summaries = []
     for name, jobs in splits.items():
         h5_path = out / f"{name}.h5"
@@ -288,7 +376,7 @@ def convert_splits(
         if h5_path.is_file() and h5_path.with_suffix(".json").is_file():
             summary.already_done = True
             continue
-        for file, reason in (missing or {}).get(name, []):
+        for file, reason in missing.get(name, []):
             summary.failed.append((file, reason))
             warnings.warn(f"skipping {file}: {reason}", DataWarning, stacklevel=2)
         done = _run_jobs(jobs, summary, rows, cols, workers, min_frames)
@@ -326,7 +414,8 @@ def prepare_ucf101(
     if split not in (1, 2, 3):
         raise DataError(f"--split {split}: UCF101 has the official splits 1, 2 and 3")
     lists = {name: _find_split_file(splits, f"{name}list0{split}.txt") for name in ("train", "test")}
-    by_name = {path.name: path for path in find_videos(videos) if path.is_file()}
+    # by name without the extension: video files, and frame folders (plain or zipped) named after them
+    by_name = {Path(path.name).stem: path for path in find_videos(videos)}
     if not by_name:
         raise DataError(f"{videos}: no video files found")
     jobs: dict[str, list[Job]] = {}
@@ -337,7 +426,7 @@ def prepare_ucf101(
             if not line.strip():
                 continue
             listed = line.split()[0]
-            source = by_name.get(Path(listed).name)
+            source = by_name.get(Path(listed).stem)
             if source is None:
                 missing[name].append((listed, f"listed in {list_path.name} but not found under {videos}"))
                 continue

@@ -85,11 +85,13 @@ def _load_generator(args: argparse.Namespace):
 
 
 def _finish(record: dict[str, Any], out: str, summary: str) -> int:
+    """Print the score first, so that a failed record write loses nothing, then write the record."""
     from .record import base_record, write_record
 
+    print(summary, flush=True)
     metric = record.pop("metric")
     path = write_record(base_record(metric, **record), out)
-    print(f"{summary}  (record: {path})")
+    print(f"record: {path}")
     return 0
 
 
@@ -155,6 +157,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     stats, passes = real_stats_from_dataset(
         dataset, extractor, n_real, args.batch, args.num_workers, not args.no_progress
     )
+    # unreadable videos were dropped at open; count those that failed while decoding too (in-process)
+    n_read = len(dataset) - dataset.n_failed
+    print(f"real statistics: {stats.n_items} clips ({passes} passes over {n_read} videos)", flush=True)
     stats.save(args.out)
     record = base_record(
         f"stats_{extractor.name}",
@@ -164,7 +169,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         augmentation="training (random start, x-crop, flip)" if not synthetic else "none (synthetic)",
         n_real=stats.n_items,
         passes=passes,
-        videos=len(dataset),
+        videos=n_read,
         frames=frames,
         resolution=size,
         seed=args.seed,
@@ -173,10 +178,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         weights_sha256=dict(extractor.weights_sha256),
     )
     path = write_record(record, args.record or f"{args.out}.json")
-    print(
-        f"wrote {args.out}: {stats.n_items} clips ({passes} passes over {len(dataset)} videos)"
-        f"  (record: {path})"
-    )
+    print(f"wrote {args.out} (record: {path})")
     return 0
 
 
@@ -202,7 +204,6 @@ def _cmd_fid(args: argparse.Namespace) -> int:
 
 
 def _cmd_fvd(args: argparse.Namespace) -> int:
-    from ..data import HDF5VideoDataset
     from .evaluate import evaluate_fvd
     from .i3d import load_i3d
 
@@ -210,9 +211,7 @@ def _cmd_fvd(args: argparse.Namespace) -> int:
     generator, files = _load_generator(args)
     size = args.size or generator.config.model.resolution
     # 16 consecutive frames from a random start, centre crop, no flip (StyleGAN-V's real clips)
-    dataset = _real_dataset(args, args.frames, size, train=True, xmargin=0, xflip=False)
-    if isinstance(dataset, HDF5VideoDataset):
-        dataset.xmargin = (dataset.width - dataset.size) // 2  # x0 range collapses to the centre
+    dataset = _real_dataset(args, args.frames, size, train=True, center_crop=True, xflip=False)
     record = evaluate_fvd(
         generator,
         detector,

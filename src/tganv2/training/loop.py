@@ -60,21 +60,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _open_dataset(cfg: Config, data: str | None):
-    from ..data import open_dataset
-
-    return open_dataset(
-        data,
-        n_frames=cfg.model.n_frames,
-        size=cfg.model.resolution,
-        train=True,
-        seed=cfg.train.seed,
-        xmargin=cfg.data.xmargin,
-        xflip=cfg.data.xflip,
-        n_clips=cfg.data.synthetic_size,
-    )
-
-
 def _check_resumable(out: Path, cfg: Config) -> None:
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
@@ -143,8 +128,9 @@ def train(cfg: Config, options: RunOptions) -> dict:
         print(f"tganv2 train: {where}; run directory {out}; device {device}; world size {info.world_size}")
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
-    dataset = _open_dataset(cfg, options.data)
-    from ..data import make_loader
+    from ..data import build_dataset, make_loader
+
+    dataset = build_dataset(cfg, path=options.data)  # --data, else data.path; skipped files warned once
 
     loader = make_loader(
         dataset,
