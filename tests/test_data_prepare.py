@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -203,8 +206,8 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     assert "videos: 2" in capsys.readouterr().out
     assert main(["data", "info", str(videos)]) == 0
     info = capsys.readouterr().out
-    assert "videos: 4" in info and "classes: 2" in info and "resolution: 30x40" in info
-    assert "frames: 41" in info and "unreadable: 1: empty.mp4" in info
+    assert "videos: 3" in info and "classes: 2" in info and "resolution: 30x40" in info  # readable ones
+    assert "frames: 41" in info and "unreadable: 1: empty.mp4 (Invalid data found when processing input)" in info
     assert main(["data", "info", "synthetic"]) == 0
     assert "classes: 9" in capsys.readouterr().out
     assert main(["data", "info", str(tmp_path / "nope")]) == 2
@@ -291,3 +294,92 @@ def test_parse_size_and_resize():
     ramp = np.tile(np.linspace(0, 255, 40).astype(np.uint8)[None, None, :, None], (1, 8, 1, 3))
     resized = torch.from_numpy(resize_frames(ramp, 8, 10)).int()
     assert (resized[0, 0, 0].diff() > 0).all()  # monotone, clamped to uint8
+
+
+def _prepare_folder_cmd(videos, out, *extra):
+    return [sys.executable, "-m", "tganv2.cli", "data", "prepare", "folder", "--videos", str(videos),
+            "--out", str(out), *extra]
+
+
+def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
+    out = tmp_path / "out"
+    with prepare_module._prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
+        result = subprocess.run(_prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True,
+                                timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"tganv2: error: {out}: another `tganv2 data prepare` (pid {os.getpid()}) is writing into this "
+        "folder; wait for it to finish or choose another --out"
+    ]
+    assert not (out / "train.h5").exists()
+    assert main(["data", "prepare", "folder", "--videos", str(videos), "--out", str(out), "--size", "16",
+                 "--workers", "1"]) == 0  # released: the next run goes ahead
+    assert sorted(p.name for p in out.iterdir()) == ["train.h5", "train.json"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys):
+    """The part file's temporary name points at /dev/full, where every write fails with ENOSPC."""
+    videos = tmp_path / "videos"
+    source = write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
+    out = tmp_path / "out"
+    part = prepare_module._part_path(out, "train", 16, 16, source, "folder")
+    temporary = part.with_name(part.name + ".tmp")
+    temporary.parent.mkdir(parents=True)
+    temporary.symlink_to("/dev/full")
+    argv = ["data", "prepare", "folder", "--videos", str(videos), "--out", str(out), "--size", "16", "--workers", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("tganv2:")] == [
+        f"tganv2: error: {temporary}: no space left on device; free some space and rerun (finished videos are "
+        "kept; the conversion needs about twice the final size)"
+    ]
+    assert not temporary.exists() and not (out / ".prepare.lock").exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = open(f"/proc/{entry}/status").read()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (PID 1 of a container may not reap it)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_data_prepare_is_killed(tmp_path):
+    videos = tmp_path / "videos"
+    for i in range(4):
+        write_video(videos / f"v{i}.avi", clip_frames(150, i, height=60, width=80), fps=25)
+    proc = subprocess.Popen(_prepare_folder_cmd(videos, tmp_path / "out", "--workers", "2", "--size", "192x256"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        assert len(workers) == 2, "the pool did not start"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

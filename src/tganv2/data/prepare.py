@@ -217,27 +217,42 @@ def _writing(path: Path):
         raise DataError(f"{path}: cannot write ({read_error_reason(e)})") from None
 
 
+def _locked_handle(out: Path, lock_path: Path):
+    """The lock file opened and ``flock``-ed; None when another process holds it."""
+    while True:
+        with _writing(lock_path):
+            handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise DataError(
+                f"{out}: another `tganv2 data prepare` (pid {holder}) is writing into this folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        try:  # the holder before us may have removed the file after we opened it: lock the new one
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
+
+
 @contextlib.contextmanager
 def _prepare_lock(out: Path):
-    """Hold ``OUT/.prepare.lock`` (``flock``, released when the process dies) for one run at a time."""
+    """Hold ``OUT/.prepare.lock`` (``flock``, released when the process dies) for one run at a time;
+    the file holds the pid and is removed at the end."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
     lock_path = out / ".prepare.lock"
-    with _writing(lock_path):
-        handle = open(lock_path, "a+")
-    with handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "?"
-                raise DataError(
-                    f"{out}: another `tganv2 data prepare` (pid {holder}) is writing into this folder; "
-                    "wait for it to finish or choose another --out"
-                ) from None
+    with _locked_handle(out, lock_path) as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -245,7 +260,7 @@ def _prepare_lock(out: Path):
         try:
             yield
         finally:
-            handle.truncate(0)
+            lock_path.unlink(missing_ok=True)  # still holding the lock: the next run creates a new file
 
 
 def _pool_context():
