@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import warnings
 
 
@@ -23,18 +23,21 @@ class WeightsError(UserError):
     """A weights file with missing keys or wrong shapes."""
 
 
-def show_warnings_as_lines() -> None:
-    """Print tganv2's own warnings (``DataWarning`` ...) as one ``tganv2: warning: ...`` line on stderr,
-    without Python's file, line number and source line; other warnings are shown as before. The CLI calls
-    this once; DataLoader workers forked afterwards inherit it."""
-    original = warnings.showwarning
-    if getattr(original, "_tganv2_lines", False):
-        return
+@contextlib.contextmanager
+def warnings_as_lines():
+    """Within the block, tganv2's own warnings (``DataWarning`` ...) print as one ``tganv2: warning: ...``
+    line, without Python's file, line number and source line; other warnings print as usual. The CLI runs
+    every command inside it (DataLoader workers forked meanwhile inherit it). Only the formatting changes,
+    so ``warnings.catch_warnings(record=True)`` and filters work as before."""
+    original = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        if not category.__module__.startswith("tganv2"):
-            return original(message, category, filename, lineno, file, line)
-        print(f"tganv2: warning: {message}", file=file or sys.stderr)
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("tganv2"):
+            return f"tganv2: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
 
-    show._tganv2_lines = True
-    warnings.showwarning = show
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original

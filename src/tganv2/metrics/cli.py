@@ -90,9 +90,17 @@ def _finish(record: dict[str, Any], out: str, summary: str) -> int:
 
     print(summary, flush=True)
     metric = record.pop("metric")
-    path = write_record(base_record(metric, **record), out)
+    path = _write(write_record, base_record(metric, **record), out)
     print(f"record: {path}")
     return 0
+
+
+def _write(write, value, path):
+    """``write(value, path)``, a failure as one line (the score was printed before)."""
+    try:
+        return write(value, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e}); the result printed above is not lost") from None
 
 
 def _sampling_options(args: argparse.Namespace) -> dict:
@@ -160,7 +168,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     # unreadable videos were dropped at open; count those that failed while decoding too (in-process)
     n_read = len(dataset) - dataset.n_failed
     print(f"real statistics: {stats.n_items} clips ({passes} passes over {n_read} videos)", flush=True)
-    stats.save(args.out)
+    _write(lambda stats, path: stats.save(path), stats, args.out)
     record = base_record(
         f"stats_{extractor.name}",
         stats_file=str(args.out),
@@ -177,7 +185,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         covariance_ddof=1,
         weights_sha256=dict(extractor.weights_sha256),
     )
-    path = write_record(record, args.record or f"{args.out}.json")
+    path = _write(write_record, record, args.record or f"{args.out}.json")
     print(f"wrote {args.out} (record: {path})")
     return 0
 
