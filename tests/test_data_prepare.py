@@ -171,6 +171,7 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     write_video(videos / "dogs" / "b.avi", clip_frames(17, 2), fps=25)
     (videos / "dogs" / "empty.mp4").write_bytes(b"")
     write_video(videos / "dogs" / "tiny.mp4", clip_frames(4, 3), fps=25)
+    (videos / "dogs" / "loop.mp4").symlink_to(videos / "dogs" / "loop.mp4")  # a symlink loop named *.mp4
     assert (
         main(
             [
@@ -190,8 +191,9 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
         == 0
     )
     captured = capsys.readouterr()
-    assert "train: converted 2, skipped 0 (done in an earlier run), failed 2" in captured.out
+    assert "train: converted 2, skipped 0 (done in an earlier run), failed 3" in captured.out
     assert "only 4 frames, need at least 16" in captured.out
+    assert "loop.mp4: unreadable symlink (Too many levels of symbolic links)" in captured.out
     records = json.loads((tmp_path / "out" / "train.json").read_text())
     assert records == [
         {"start": 0, "end": 20, "category": "cats"},
@@ -208,7 +210,8 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     assert main(["data", "info", str(videos)]) == 0
     info = capsys.readouterr().out
     assert "videos: 3" in info and "classes: 2" in info and "resolution: 30x40" in info  # readable ones
-    assert "frames: 41" in info and "unreadable: 1: empty.mp4 (Invalid data found when processing input)" in info
+    assert "frames: 41" in info and "empty.mp4 (Invalid data found when processing input)" in info
+    assert "unreadable: 2: loop.mp4 (unreadable symlink (Too many levels of symbolic links))" in info
     assert main(["data", "info", "synthetic"]) == 0
     assert "classes: 9" in capsys.readouterr().out
     assert main(["data", "info", str(tmp_path / "nope")]) == 2

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from ..errors import DataError
 from ..progress import make_progress
 from .base import DataWarning, category_from_path
-from .folder import find_videos
+from .folder import find_videos, scan_videos
 from .video import iter_frames, read_error_reason
 
 __all__ = [
@@ -460,8 +460,9 @@ def prepare_folder(
 ) -> list[SplitSummary]:
     """Every video (or frame folder) under ``videos`` into ``OUT/train.{h5,json}``."""
     videos, out = Path(videos), Path(out)
-    sources = find_videos(videos)
-    if not sources:
+    scan = scan_videos(videos)
+    scan.warn_ignored(videos)
+    if not scan.videos:
         raise DataError(f"{videos}: no videos found")
     jobs = [
         Job(
@@ -469,9 +470,10 @@ def prepare_folder(
             _part_path(out, "train", rows, cols, source, "folder"),
             category_from_path(source.relative_to(videos)),
         )
-        for source in sources
+        for source in scan.videos
     ]
-    return convert_splits({"train": jobs}, out, rows, cols, workers, min_frames)
+    unusable = [(str(path), reason) for path, reason in scan.unusable]  # symlink loops, broken links
+    return convert_splits({"train": jobs}, out, rows, cols, workers, min_frames, {"train": unusable})
 
 
 def prepare_faceforensics(
