@@ -301,8 +301,19 @@ def test_parse_size_and_resize():
 
 
 def _prepare_folder_cmd(videos, out, *extra):
-    return [sys.executable, "-m", "tganv2.cli", "data", "prepare", "folder", "--videos", str(videos),
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tganv2.cli",
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
@@ -310,16 +321,33 @@ def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
     write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
     out = tmp_path / "out"
     with prepare_module._prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
-        result = subprocess.run(_prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            _prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True, timeout=120
+        )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"tganv2: error: {out}: another `tganv2 data prepare` (pid {os.getpid()}) is writing into this "
         "folder; wait for it to finish or choose another --out"
     ]
     assert not (out / "train.h5").exists()
-    assert main(["data", "prepare", "folder", "--videos", str(videos), "--out", str(out), "--size", "16",
-                 "--workers", "1"]) == 0  # released: the next run goes ahead
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "folder",
+                "--videos",
+                str(videos),
+                "--out",
+                str(out),
+                "--size",
+                "16",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )  # released: the next run goes ahead
     assert sorted(p.name for p in out.iterdir()) == ["train.h5", "train.json"]
 
 
@@ -332,13 +360,25 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys):
     temporary = part.with_name(part.name + ".tmp")
     temporary.parent.mkdir(parents=True)
     temporary.symlink_to("/dev/full")
-    argv = ["data", "prepare", "folder", "--videos", str(videos), "--out", str(out), "--size", "16", "--workers", "1"]
+    argv = [
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--size",
+        "16",
+        "--workers",
+        "1",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("tganv2:")] == [
-        f"tganv2: error: {temporary}: no space left on device; free some space and rerun (finished videos are "
-        "kept; the conversion needs about twice the final size)"
+        f"tganv2: error: {temporary}: no space left on device; free some space and rerun "
+        "(finished videos are kept; the conversion needs about twice the final size)"
     ]
     assert not temporary.exists() and not (out / ".prepare.lock").exists()
 
@@ -369,8 +409,11 @@ def test_workers_exit_when_data_prepare_is_killed(tmp_path):
     videos = tmp_path / "videos"
     for i in range(4):
         write_video(videos / f"v{i}.avi", clip_frames(150, i, height=60, width=80), fps=25)
-    proc = subprocess.Popen(_prepare_folder_cmd(videos, tmp_path / "out", "--workers", "2", "--size", "192x256"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _prepare_folder_cmd(videos, tmp_path / "out", "--workers", "2", "--size", "192x256"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         workers = []
@@ -387,3 +430,21 @@ def test_workers_exit_when_data_prepare_is_killed(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--workers", "-2"), ("--min-frames", "0")])
+def test_non_positive_counts_are_one_line_errors(tmp_path, capsys, flag, value):
+    argv = [
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "out"),
+        flag,
+        value,
+    ]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [f"tganv2: error: {flag} must be >= 1, got {value}"]
+    assert not (tmp_path / "out").exists()

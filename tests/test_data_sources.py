@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from tganv2.cli import main
-from tganv2.config import load_preset
+from tganv2.config import ConfigError, load_preset
 from tganv2.data import (
     DataWarning,
     FolderVideoDataset,
@@ -26,7 +26,6 @@ from tganv2.data import (
     to_uint8,
 )
 from tganv2.data.video import VIDEO_SUFFIXES, read_error_reason
-from tganv2.config import ConfigError
 
 
 def smooth_frames(n_frames, height, width, seed=0):
@@ -163,13 +162,18 @@ def test_a_symlink_loop_named_mp4_is_one_warning_line_in_data_info(tmp_path):
     (root / "loop.mp4").symlink_to(root / "loop.mp4")
     write_container(root / "fine.mpg", smooth_frames(16, 48, 64), "mpeg1video")
     result = subprocess.run(
-        [sys.executable, "-m", "tganv2.cli", "data", "info", str(root)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tganv2.cli", "data", "info", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"tganv2: warning: {root}: ignored 1 files with other extensions (.jpg x1); videos are "
-                     f"read from {' '.join(sorted(VIDEO_SUFFIXES))} files and folders of "
-                     ".bmp/.jpeg/.jpg/.png/.webp frames"]
+    assert lines == [
+        f"tganv2: warning: {root}: ignored 1 files with other extensions (.jpg x1); videos are "
+        f"read from {' '.join(sorted(VIDEO_SUFFIXES))} files and folders of "
+        ".bmp/.jpeg/.jpg/.png/.webp frames"
+    ]
     assert "loop.mp4 (unreadable symlink (Too many levels of symbolic links))" in result.stdout
     assert "videos: 1" in result.stdout
 
@@ -178,7 +182,9 @@ def write_h5(path, categories, length=20, height=24, width=40):
     frames = np.random.default_rng(0).integers(0, 255, (len(categories) * length, 3, height, width), np.uint8)
     with h5py.File(path, "w") as file:
         file["image"] = frames
-    records = [{"start": i * length, "end": (i + 1) * length, "category": c} for i, c in enumerate(categories)]
+    records = [
+        {"start": i * length, "end": (i + 1) * length, "category": c} for i, c in enumerate(categories)
+    ]
     path.with_suffix(".json").write_text(__import__("json").dumps(records))
     return path
 
@@ -199,8 +205,10 @@ def test_clips_per_class_on_hdf5_by_category(tmp_path):
     assert sorted(np.bincount(dataset.videos[:, 2]).tolist()) == [2, 3, 3]  # B has only 2
     again = HDF5VideoDataset(h5, n_frames=16, size=16, xmargin=0, clips_per_class=3, seed=1)
     assert np.array_equal(dataset.videos, again.videos)  # deterministic
-    starts = {tuple(HDF5VideoDataset(h5, size=16, xmargin=0, clips_per_class=3, seed=s).videos[:, 0])
-              for s in range(6)}
+    starts = {
+        tuple(HDF5VideoDataset(h5, size=16, xmargin=0, clips_per_class=3, seed=s).videos[:, 0])
+        for s in range(6)
+    }
     assert len(starts) > 1  # a seeded choice, not simply the first files
 
 
@@ -208,7 +216,9 @@ def test_clips_per_class_on_a_folder_and_from_the_config(tmp_path):
     root = tmp_path / "videos"
     for c in range(3):
         for i in range(4):
-            write_container(root / f"class{c}" / f"v{i}.mpg", smooth_frames(16, 48, 64, seed=4 * c + i), "mpeg1video")
+            write_container(
+                root / f"class{c}" / f"v{i}.mpg", smooth_frames(16, 48, 64, seed=4 * c + i), "mpeg1video"
+            )
     cfg = load_preset("small-64", [f"data.path={root}", "data.clips_per_class=2", "model.n_frames=8"])
     dataset = build_dataset(cfg)
     assert isinstance(dataset, FolderVideoDataset) and len(dataset) == 6
@@ -237,3 +247,21 @@ def test_to_uint8_inverts_to_float_and_truncates_like_the_previews():
     assert torch.equal(to_uint8(to_float(pixels)), pixels)
     values = torch.tensor([-2.0, -1.0, 0.004, 0.5, 0.999, 3.0])
     assert to_uint8(values).tolist() == [0, 0, 128, 192, 255, 255]
+
+
+def test_data_prepare_reads_a_zip_in_place(zipped, tmp_path, capsys):
+    archive, unpacked = zipped
+    outputs = {}
+    for name, videos, workers in (("zip", archive, "2"), ("folder", unpacked, "1")):
+        out = tmp_path / name
+        argv = ["data", "prepare", "folder", "--videos", str(videos), "--out", str(out), "--size", "12x16",
+                "--workers", workers, "--min-frames", "8"]  # fmt: skip
+        with pytest.warns(DataWarning, match="v_Swim_g02_c01: only 3 frames"):
+            assert main(argv) == 0
+        assert "train: converted 3, skipped 0 (done in an earlier run), failed 1" in capsys.readouterr().out
+        with h5py.File(out / "train.h5") as file:
+            outputs[name] = (file["image"][:], (out / "train.json").read_text())
+    assert outputs["zip"][0].shape == (36, 3, 12, 16)
+    assert np.array_equal(outputs["zip"][0], outputs["folder"][0])
+    assert outputs["zip"][1] == outputs["folder"][1]
+    assert '"category": "Juggle"' in outputs["zip"][1]

@@ -14,7 +14,14 @@ from PIL import Image
 
 from tganv2.data import read_frames
 
-TINY = ["model.n_frames=8", "model.z_dim=8", "model.ch=2", "model.clstm_ch=8", "model.d_ch=2", "train.batch=4"]
+TINY = [
+    "model.n_frames=8",
+    "model.z_dim=8",
+    "model.ch=2",
+    "model.clstm_ch=8",
+    "model.d_ch=2",
+    "train.batch=4",
+]
 
 
 def _png(frame) -> bytes:
@@ -55,7 +62,9 @@ def test_cli_training_and_benchmarks_run_without_pyav(tmp_path):
         """
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert "usage: tganv2" in result.stdout and '"generator"' in result.stdout  # help, bench cost JSON
     assert "Traceback" not in result.stderr and "warnings.warn" not in result.stderr

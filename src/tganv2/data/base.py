@@ -56,9 +56,7 @@ def choose_per_class(labels: list[int] | np.ndarray, per_class: int, seed: int =
     """
     labels = np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng([seed % 2**63, per_class])
-    keep = [
-        rng.permutation(np.flatnonzero(labels == label))[:per_class] for label in np.unique(labels)
-    ]
+    keep = [rng.permutation(np.flatnonzero(labels == label))[:per_class] for label in np.unique(labels)]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 

@@ -48,7 +48,14 @@ def _with_warnings(run):
     return func
 
 
+def _check_counts(args) -> None:
+    for flag, value in (("--workers", args.workers), ("--min-frames", args.min_frames)):
+        if value < 1:
+            raise DataError(f"{flag} must be >= 1, got {value}")
+
+
 def _prepare_ucf101(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(
         prepare_ucf101(
@@ -58,11 +65,13 @@ def _prepare_ucf101(args) -> int:
 
 
 def _prepare_folder(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(prepare_folder(args.videos, args.out, rows, cols, args.workers, args.min_frames))
 
 
 def _prepare_faceforensics(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     if rows != cols:
         raise DataError(f"--size {args.size}: FaceForensics crops are square, give one number such as 256")

@@ -100,7 +100,9 @@ def _write(write, value, path):
     try:
         return write(value, path)
     except OSError as e:
-        raise UserError(f"{path}: cannot write ({e.strerror or e}); the result printed above is not lost") from None
+        raise UserError(
+            f"{path}: cannot write ({e.strerror or e}); the result printed above is not lost"
+        ) from None
 
 
 def _sampling_options(args: argparse.Namespace) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,9 +129,12 @@ def train(cfg: Config, options: RunOptions) -> dict:
         print(f"tganv2 train: {where}; run directory {out}; device {device}; world size {info.world_size}")
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
-    from ..data import build_dataset, make_loader
+    from ..data import DataWarning, build_dataset, make_loader
 
-    dataset = build_dataset(cfg, path=options.data)  # --data, else data.path; skipped files warned once
+    with warnings.catch_warnings():
+        if not info.is_main:  # every rank opens the same files: rank 0 alone reports the skipped ones
+            warnings.simplefilter("ignore", DataWarning)
+        dataset = build_dataset(cfg, path=options.data)  # --data, else data.path
 
     loader = make_loader(
         dataset,
