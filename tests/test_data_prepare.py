@@ -18,6 +18,7 @@ from PIL import Image
 from tganv2.cli import main
 from tganv2.data import DataWarning, HDF5VideoDataset, read_video, write_video
 from tganv2.data import prepare as prepare_module
+from tganv2.data.guards import prepare_lock
 from tganv2.data.prepare import mask_boxes, parse_size, resize_frames
 from tganv2.errors import DataError
 
@@ -320,7 +321,7 @@ def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
     videos = tmp_path / "videos"
     write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
     out = tmp_path / "out"
-    with prepare_module._prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
+    with prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
         result = subprocess.run(
             _prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True, timeout=120
         )

@@ -27,27 +27,15 @@ the frame folders by name without the extension.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
-import signal
-import sys
-import threading
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock
-    fcntl = None
 
 import h5py
 import numpy as np
@@ -58,6 +46,7 @@ from ..errors import DataError
 from ..progress import make_progress
 from .base import DataWarning, category_from_path
 from .folder import find_videos, scan_videos
+from .guards import init_worker, prepare_lock, writing
 from .video import iter_frames, read_error_reason
 
 __all__ = [
@@ -188,7 +177,7 @@ def _convert_one(job: Job, rows: int, cols: int, min_frames: int) -> tuple[int, 
     if len(video) < min_frames:
         return 0, f"only {len(video)} frames, need at least {min_frames}"
     temporary = job.part.with_name(job.part.name + ".tmp")
-    with _writing(temporary):
+    with writing(temporary):
         job.part.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as file:
             np.save(file, video, allow_pickle=False)
@@ -196,101 +185,11 @@ def _convert_one(job: Job, rows: int, cols: int, min_frames: int) -> tuple[int, 
     return len(video), ""
 
 
-def _disk_full(error: OSError) -> bool:
-    text = str(error)
-    return error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "errno = 28" in text
-
-
-@contextlib.contextmanager
-def _writing(path: Path):
-    """Turn a failed write of ``path`` into one line naming it (a full disk, a read-only folder)."""
-    try:
-        yield
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-        if _disk_full(e):
-            raise DataError(
-                f"{path}: no space left on device; free some space and rerun (finished videos are kept; "
-                "the conversion needs about twice the final size)"
-            ) from None
-        raise DataError(f"{path}: cannot write ({read_error_reason(e)})") from None
-
-
-def _locked_handle(out: Path, lock_path: Path):
-    """The lock file opened and ``flock``-ed; None when another process holds it."""
-    while True:
-        with _writing(lock_path):
-            handle = open(lock_path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise DataError(
-                f"{out}: another `tganv2 data prepare` (pid {holder}) is writing into this folder; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        try:  # the holder before us may have removed the file after we opened it: lock the new one
-            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
-                return handle
-        except FileNotFoundError:
-            pass
-        handle.close()
-
-
-@contextlib.contextmanager
-def _prepare_lock(out: Path):
-    """Hold ``OUT/.prepare.lock`` (``flock``, released when the process dies) for one run at a time;
-    the file holds the pid and is removed at the end."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a folder")
-    with _writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    lock_path = out / ".prepare.lock"
-    with _locked_handle(out, lock_path) as handle:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)  # still holding the lock: the next run creates a new file
-
-
 def _pool_context():
     """fork where it is safe (no CUDA in this process): workers start in milliseconds, not seconds."""
     if "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _init_worker(parent_pid: int) -> None:
-    """Worker set-up: one torch thread, and exit as soon as the parent process dies."""
-    torch.set_num_threads(1)
-    watched = False
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-    if not watched:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
 def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, workers: int, min_frames: int):
@@ -314,7 +213,7 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
     else:
         # The pool forks its workers at the first submit, before the progress bar starts its thread.
         pool = ProcessPoolExecutor(
-            workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(os.getpid(),)
+            workers, mp_context=_pool_context(), initializer=init_worker, initargs=(os.getpid(),)
         )
         try:
             futures = {
@@ -349,7 +248,7 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
     h5_temporary = h5_path.with_name(h5_path.name + ".tmp")
     json_temporary = json_path.with_name(json_path.name + ".tmp")
     records, start = [], 0
-    with _writing(h5_temporary), h5py.File(h5_temporary, "w") as file:
+    with writing(h5_temporary), h5py.File(h5_temporary, "w") as file:
         image = file.create_dataset("image", shape=(total, channels, rows, cols), dtype=np.uint8)
         for job, (length, *_) in zip(done, shapes):
             image[start : start + length] = np.load(job.part, allow_pickle=False)
@@ -358,7 +257,7 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
                 record["category"] = job.category
             records.append(record)
             start += length
-    with _writing(json_temporary):
+    with writing(json_temporary):
         json_temporary.write_text(json.dumps(records))
     os.replace(json_temporary, json_path)
     os.replace(h5_temporary, h5_path)
@@ -378,7 +277,7 @@ def convert_splits(
 
     ``missing`` lists, per split, inputs already known to be unusable (file, reason): warned and counted.
     """
-    with _prepare_lock(out):
+    with prepare_lock(out):
         return _convert_locked(splits, out, rows, cols, workers, min_frames, missing or {})
 
 
