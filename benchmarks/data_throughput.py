@@ -26,7 +26,6 @@ from tganv2.data import (
     FolderVideoDataset,
     HDF5VideoDataset,
     SyntheticVideoDataset,
-    infinite_batches,
     make_loader,
     write_video,
 )
@@ -45,7 +44,7 @@ def make_videos(folder: Path, n_videos: int, n_frames: int, height: int, width: 
 
 def clips_per_second(dataset, batch: int, workers: int, n_batches: int) -> float:
     loader = make_loader(dataset, batch=batch, num_workers=workers, seed=0)
-    batches = infinite_batches(loader)
+    batches = iter(loader)  # endless
     next(batches)  # warm-up: worker start-up, file opening
     start = time.perf_counter()
     for _ in range(n_batches):

@@ -16,7 +16,6 @@ from tganv2.data import (
     HDF5VideoDataset,
     SyntheticVideoDataset,
     build_dataset,
-    infinite_batches,
     make_loader,
     open_dataset,
     write_video,
@@ -67,9 +66,14 @@ def test_build_dataset_from_config():
     assert dataset.seed == cfg.train.seed
 
 
-def _epoch(loader, epoch):
-    loader.sampler.set_epoch(epoch)
-    return [(clips.clone(), labels.clone()) for clips, labels in loader]
+def _epoch(dataset, epoch, batch=4, world_size=1, **options):
+    """The batches of one epoch: the endless loader started at that epoch's first batch."""
+    per_epoch = len(dataset) // world_size // batch
+    loader = make_loader(
+        dataset, batch=batch, world_size=world_size, start_batch=epoch * per_epoch, **options
+    )
+    stream = iter(loader)
+    return [tuple(t.clone() for t in next(stream)) for _ in range(per_epoch)]
 
 
 def test_ranks_get_disjoint_shards_and_epochs_reshuffle(tmp_path):
@@ -83,38 +87,36 @@ def test_ranks_get_disjoint_shards_and_epochs_reshuffle(tmp_path):
                 found += [i for i, ref in first_frames.items() if torch.equal(ref, clip)]
         return found
 
-    rank0 = make_loader(dataset, batch=4, num_workers=0, seed=1, rank=0, world_size=2)
-    rank1 = make_loader(dataset, batch=4, num_workers=0, seed=1, rank=1, world_size=2)
-    shard0, shard1 = indices(_epoch(rank0, 0)), indices(_epoch(rank1, 0))
+    rank0 = dict(num_workers=0, seed=1, rank=0, world_size=2)
+    rank1 = dict(num_workers=0, seed=1, rank=1, world_size=2)
+    shard0, shard1 = indices(_epoch(dataset, 0, **rank0)), indices(_epoch(dataset, 0, **rank1))
     assert len(shard0) == len(shard1) == 12
     assert sorted(shard0 + shard1) == list(range(24))
-    assert indices(_epoch(rank0, 1)) != shard0  # reshuffled in the next epoch
-    assert indices(_epoch(rank0, 0)) == shard0  # and reproducible
+    assert indices(_epoch(dataset, 1, **rank0)) != shard0  # reshuffled in the next epoch
+    assert indices(_epoch(dataset, 0, **rank0)) == shard0  # and reproducible
 
 
 def test_workers_give_the_same_batches_as_the_main_process(tmp_path):
     dataset = HDF5VideoDataset(write_h5(tmp_path / "train.h5"), n_frames=8, size=16, xmargin=2, seed=4)
-    in_process = make_loader(dataset, batch=4, num_workers=0, seed=7)
     with_workers = make_loader(dataset, batch=4, num_workers=2, seed=7)
     assert with_workers.persistent_workers and not with_workers.pin_memory  # CPU-only machine
     for epoch in (0, 1):
-        a, b = _epoch(in_process, epoch), _epoch(with_workers, epoch)
+        a = _epoch(dataset, epoch, num_workers=0, seed=7)
+        b = _epoch(dataset, epoch, num_workers=2, seed=7)
         assert len(a) == len(b) == 3
         for (clips_a, labels_a), (clips_b, labels_b) in zip(a, b):
             assert clips_a.dtype == torch.uint8 and clips_a.shape == (4, 3, 8, 16, 16)
             assert torch.equal(clips_a, clips_b) and torch.equal(labels_a, labels_b)
 
 
-def test_infinite_batches_walk_epochs_and_augmentation_changes(tmp_path):
+def test_endless_batches_walk_epochs_and_augmentation_changes(tmp_path):
     dataset = HDF5VideoDataset(write_h5(tmp_path / "train.h5", n_videos=4), n_frames=8, size=16, xmargin=2)
-    loader = make_loader(dataset, batch=4, num_workers=0, seed=0)
-    stream = infinite_batches(loader)
+    stream = iter(make_loader(dataset, batch=4, num_workers=0, seed=0))
     batches = [next(stream) for _ in range(3)]  # one batch per epoch
-    assert loader.sampler.epoch == 2
     # the same four videos every epoch, but other start frames / crops
     assert all(sorted(labels.tolist()) == [0, 0, 1, 2] for _, labels in batches)
     assert not torch.equal(batches[0][0], batches[1][0])
-    resumed = infinite_batches(make_loader(dataset, batch=4, num_workers=0, seed=0), start_epoch=2)
+    resumed = iter(make_loader(dataset, batch=4, num_workers=0, seed=0, start_batch=2))
     assert torch.equal(next(resumed)[0], batches[2][0])
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -13,8 +16,9 @@ import torch
 from PIL import Image
 
 from tganv2.cli import main
-from tganv2.data import HDF5VideoDataset, read_video, write_video
+from tganv2.data import DataWarning, HDF5VideoDataset, read_video, write_video
 from tganv2.data import prepare as prepare_module
+from tganv2.data.guards import prepare_lock
 from tganv2.data.prepare import mask_boxes, parse_size, resize_frames
 from tganv2.errors import DataError
 
@@ -66,13 +70,14 @@ def test_ucf101_end_to_end_with_parallel_workers(ucf_tree, tmp_path, capsys):
         "--workers",
         "2",
     ]
-    assert main(argv) == 0
+    with pytest.warns(DataWarning) as warned:  # each printed as one line by the CLI (warnings_as_lines)
+        assert main(argv) == 0
     captured = capsys.readouterr()
     assert "train: converted 6, skipped 0 (done in an earlier run), failed 2" in captured.out
     assert "test: converted 3, skipped 0 (done in an earlier run), failed 0" in captured.out
     assert "failed: " in captured.out and "v_YoYo_g04_c01.avi" in captured.out
-    warning_lines = [line for line in captured.err.splitlines() if line.startswith("tganv2: warning:")]
-    assert len(warning_lines) == 2 and any("v_Drumming_g03_c01.avi" in line for line in warning_lines)
+    messages = [str(w.message) for w in warned]
+    assert len(messages) == 2 and any("v_Drumming_g03_c01.avi: Invalid data found" in m for m in messages)
     assert "Traceback" not in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["test.h5", "test.json", "train.h5", "train.json"]
 
@@ -167,6 +172,7 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     write_video(videos / "dogs" / "b.avi", clip_frames(17, 2), fps=25)
     (videos / "dogs" / "empty.mp4").write_bytes(b"")
     write_video(videos / "dogs" / "tiny.mp4", clip_frames(4, 3), fps=25)
+    (videos / "dogs" / "loop.mp4").symlink_to(videos / "dogs" / "loop.mp4")  # a symlink loop named *.mp4
     assert (
         main(
             [
@@ -186,8 +192,9 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
         == 0
     )
     captured = capsys.readouterr()
-    assert "train: converted 2, skipped 0 (done in an earlier run), failed 2" in captured.out
+    assert "train: converted 2, skipped 0 (done in an earlier run), failed 3" in captured.out
     assert "only 4 frames, need at least 16" in captured.out
+    assert "loop.mp4: unreadable symlink (Too many levels of symbolic links)" in captured.out
     records = json.loads((tmp_path / "out" / "train.json").read_text())
     assert records == [
         {"start": 0, "end": 20, "category": "cats"},
@@ -203,8 +210,9 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     assert "videos: 2" in capsys.readouterr().out
     assert main(["data", "info", str(videos)]) == 0
     info = capsys.readouterr().out
-    assert "videos: 4" in info and "classes: 2" in info and "resolution: 30x40" in info
-    assert "frames: 41" in info and "unreadable: 1: empty.mp4" in info
+    assert "videos: 3" in info and "classes: 2" in info and "resolution: 30x40" in info  # readable ones
+    assert "frames: 41" in info and "empty.mp4 (Invalid data found when processing input)" in info
+    assert "unreadable: 2: loop.mp4 (unreadable symlink (Too many levels of symbolic links))" in info
     assert main(["data", "info", "synthetic"]) == 0
     assert "classes: 9" in capsys.readouterr().out
     assert main(["data", "info", str(tmp_path / "nope")]) == 2
@@ -291,3 +299,153 @@ def test_parse_size_and_resize():
     ramp = np.tile(np.linspace(0, 255, 40).astype(np.uint8)[None, None, :, None], (1, 8, 1, 3))
     resized = torch.from_numpy(resize_frames(ramp, 8, 10)).int()
     assert (resized[0, 0, 0].diff() > 0).all()  # monotone, clamped to uint8
+
+
+def _prepare_folder_cmd(videos, out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "tganv2.cli",
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
+    out = tmp_path / "out"
+    with prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
+        result = subprocess.run(
+            _prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"tganv2: error: {out}: another `tganv2 data prepare` (pid {os.getpid()}) is writing into this "
+        "folder; wait for it to finish or choose another --out"
+    ]
+    assert not (out / "train.h5").exists()
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "folder",
+                "--videos",
+                str(videos),
+                "--out",
+                str(out),
+                "--size",
+                "16",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )  # released: the next run goes ahead
+    assert sorted(p.name for p in out.iterdir()) == ["train.h5", "train.json"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys):
+    """The part file's temporary name points at /dev/full, where every write fails with ENOSPC."""
+    videos = tmp_path / "videos"
+    source = write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
+    out = tmp_path / "out"
+    part = prepare_module._part_path(out, "train", 16, 16, source, "folder")
+    temporary = part.with_name(part.name + ".tmp")
+    temporary.parent.mkdir(parents=True)
+    temporary.symlink_to("/dev/full")
+    argv = [
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--size",
+        "16",
+        "--workers",
+        "1",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("tganv2:")] == [
+        f"tganv2: error: {temporary}: no space left on device; free some space and rerun "
+        "(finished videos are kept; the conversion needs about twice the final size)"
+    ]
+    assert not temporary.exists() and not (out / ".prepare.lock").exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = open(f"/proc/{entry}/status").read()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (PID 1 of a container may not reap it)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_data_prepare_is_killed(tmp_path):
+    videos = tmp_path / "videos"
+    for i in range(4):
+        write_video(videos / f"v{i}.avi", clip_frames(150, i, height=60, width=80), fps=25)
+    proc = subprocess.Popen(
+        _prepare_folder_cmd(videos, tmp_path / "out", "--workers", "2", "--size", "192x256"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        assert len(workers) == 2, "the pool did not start"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--workers", "-2"), ("--min-frames", "0")])
+def test_non_positive_counts_are_one_line_errors(tmp_path, capsys, flag, value):
+    argv = [
+        "data",
+        "prepare",
+        "folder",
+        "--videos",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "out"),
+        flag,
+        value,
+    ]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [f"tganv2: error: {flag} must be >= 1, got {value}"]
+    assert not (tmp_path / "out").exists()

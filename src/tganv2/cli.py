@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, warnings_as_lines
 
 # Modules that provide `add_commands(subparsers)`; each sub-command sets `func(args) -> int | None`.
 COMMAND_MODULES = [
@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with warnings_as_lines():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -90,6 +90,7 @@ class DataConfig:
     xflip: bool = True  # random horizontal flip in training
     num_workers: int = 2  # DataLoader workers
     synthetic_size: int = 4096  # clips in the synthetic dataset (deterministic from the seed)
+    clips_per_class: int = 0  # keep N clips (videos) of each class, paper §5.5 memory capacity; 0 = all
 
 
 @dataclass
@@ -263,6 +264,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"train.precision must be fp32 or bf16, got {cfg.train.precision!r}")
     if cfg.train.batch < 1:
         raise ConfigError(f"train.batch must be >= 1, got {cfg.train.batch}")
+    if cfg.data.clips_per_class < 0:
+        raise ConfigError(
+            f"data.clips_per_class must be >= 0 (0 = every clip), got {cfg.data.clips_per_class}"
+        )
     reduction = 1
     for s in m.batch_strides:
         reduction *= s

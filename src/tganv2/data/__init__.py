@@ -1,18 +1,21 @@
 """Video data: decoding and encoding, datasets with one contract, HDF5 conversion, multi-level reals.
 
 Reference: reference.md §3 (data side). Every dataset returns ``(clip, label)``, ``clip`` uint8
-``(C, T, H, W)``, ``label`` int (-1 when unknown); ``to_float`` gives the model's (x − 128)/128 range.
+``(C, T, H, W)``, ``label`` int (-1 when unknown); ``to_float`` gives the model's (x − 128)/128 range and
+``to_uint8`` maps it back.
 
-  open_dataset(path, ...)      None/"synthetic" | .h5 | folder of videos  →  a dataset
-  make_loader / infinite_batches   sharded, seeded DataLoader over (index, epoch) keys
+  open_dataset(path, ...)      None/"synthetic" | .h5 | folder or .zip of videos  →  a dataset
+  make_loader                  sharded, seeded, endless and resumable DataLoader over (index, epoch) keys
   make_real_levels / real_levels_from_config   the real-data subsampling S^D (§3.3)
   read_video / write_video / make_grid        PyAV decoding with seeking, MP4/GIF writing, sample grids
+
+PyAV is imported only when a video file is read or written (``video.py``).
 """
 
-from .base import DataWarning, VideoDataset, category_from_path, item_rng, to_float
+from .base import DataWarning, VideoDataset, category_from_path, item_rng, to_float, to_uint8
 from .folder import FolderVideoDataset, find_videos
 from .hdf5 import HDF5VideoDataset, hdf5_summary, read_records
-from .loader import build_dataset, infinite_batches, make_loader, open_dataset
+from .loader import build_dataset, make_loader, open_dataset
 from .multilevel import make_real_levels, real_levels_from_config
 from .synthetic import CLASS_NAMES, MOTIONS, SHAPES, SyntheticVideoDataset
 from .video import count_frames, iter_frames, make_grid, read_frames, read_video, write_video
@@ -21,6 +24,7 @@ __all__ = [
     "DataWarning",
     "VideoDataset",
     "to_float",
+    "to_uint8",
     "item_rng",
     "category_from_path",
     "FolderVideoDataset",
@@ -35,7 +39,6 @@ __all__ = [
     "open_dataset",
     "build_dataset",
     "make_loader",
-    "infinite_batches",
     "make_real_levels",
     "real_levels_from_config",
     "count_frames",

@@ -1,8 +1,10 @@
 """The one dataset contract shared by every dataset (reference.md §3.2).
 
 ``dataset[i]`` returns ``(clip, label)``: ``clip`` a uint8 tensor ``(C, T, H, W)`` and ``label`` an int
-(-1 when unknown). ``to_float(clip)`` maps it to the model's range, (x − 128)/128 ∈ [−1, 0.9921875].
-Every dataset has ``n_classes``, ``class_names`` and ``__len__``.
+(-1 when unknown). ``to_float(clip)`` maps it to the model's range, (x − 128)/128 ∈ [−1, 0.9921875], and
+``to_uint8`` maps the model's output back (clip(x·128 + 128), truncated as the official previews; exact
+inverse of ``to_float``). Every dataset has ``n_classes``, ``class_names`` and ``__len__``; the datasets
+with classes take ``clips_per_class`` (keep N items of each class, chosen by ``choose_per_class``).
 
 Randomness (crop position, flip, window start) comes from a NumPy generator seeded with
 ``(seed, epoch, index)`` for each item, so a clip depends only on those three numbers: not on the worker
@@ -20,16 +22,42 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DataWarning", "VideoDataset", "to_float", "item_rng", "category_from_path"]
+__all__ = [
+    "DataWarning",
+    "VideoDataset",
+    "to_float",
+    "to_uint8",
+    "item_rng",
+    "category_from_path",
+    "choose_per_class",
+]
 
 
 class DataWarning(UserWarning):
-    """A file that was skipped (corrupt, truncated, too short); the message names the file."""
+    """A data-side problem worth one line: skipped files (corrupt, truncated, too short, other extensions)
+    or a fallback (GIF without PyAV); the message names the file. The CLI prints it as one line."""
 
 
 def to_float(clip: Tensor) -> Tensor:
     """uint8 clips ``(..., C, T, H, W)`` → float32 (x − 128)/128 in [−1, 0.9921875] (official scaling)."""
     return (clip.to(torch.float32) - 128.0) / 128.0
+
+
+def to_uint8(videos: Tensor) -> Tensor:
+    """Model-range videos ``(..., C, T, H, W)`` → uint8 clip(x·128 + 128), truncated (official previews)."""
+    return (videos.detach().float() * 128 + 128).clamp_(0, 255).to(torch.uint8)
+
+
+def choose_per_class(labels: list[int] | np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices that keep ``per_class`` items of each label (all of a smaller class).
+
+    The choice is a seeded permutation within each class, so it is deterministic and not just the first
+    files in name order (which in UCF101 are the same actor's clips). Label -1 counts as one more class.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng([seed % 2**63, per_class])
+    keep = [rng.permutation(np.flatnonzero(labels == label))[:per_class] for label in np.unique(labels)]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -64,6 +92,11 @@ class VideoDataset(torch.utils.data.Dataset):
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def n_failed(self) -> int:
+        """Items of the index that failed while loading in this process (served by a stand-in)."""
+        return 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -3,7 +3,9 @@
   tganv2 data prepare ucf101 --videos DIR --splits DIR --split 1 --out DIR [--size 192x256] [--workers N]
   tganv2 data prepare folder --videos DIR --out DIR [--size 192x256] [--workers N]
   tganv2 data prepare faceforensics --videos DIR --masks DIR --out DIR [--size 256] [--workers N]
-  tganv2 data info PATH            (an .h5 or .json file, a folder of videos, or "synthetic")
+  tganv2 data info PATH            (an .h5 or .json file, a folder or .zip of videos, or "synthetic")
+
+--videos may also be a .zip of frame folders (the StyleGAN-V / DIGAN layout), read without unpacking.
 
 Reference: reference.md §3.1 (conversion) and §3.2 (what the loader expects).
 """
@@ -12,25 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from pathlib import Path
 
-import av
-
 from ..errors import DataError
 from .base import DataWarning, category_from_path
-from .folder import find_videos
+from .folder import scan_videos
 from .hdf5 import hdf5_summary, read_records
 from .prepare import parse_size, prepare_faceforensics, prepare_folder, prepare_ucf101
 from .synthetic import CLASS_NAMES
-from .video import count_frames, read_frames
+from .video import count_frames, read_error_reason, read_frames
+from .zipped import is_zip_dataset
 
 __all__ = ["add_commands", "describe"]
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"tganv2: warning: {message}", file=sys.stderr)
 
 
 def _report(summaries) -> int:
@@ -42,18 +38,24 @@ def _report(summaries) -> int:
 
 
 def _with_warnings(run):
-    """Run a command printing each ``DataWarning`` as one 'tganv2: warning: ...' line (no source lines)."""
+    """Run a command showing every ``DataWarning`` (one line each: ``errors.show_warnings_as_lines``)."""
 
     def func(args):
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
-            warnings.showwarning = _print_warning
             return run(args)
 
     return func
 
 
+def _check_counts(args) -> None:
+    for flag, value in (("--workers", args.workers), ("--min-frames", args.min_frames)):
+        if value < 1:
+            raise DataError(f"{flag} must be >= 1, got {value}")
+
+
 def _prepare_ucf101(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(
         prepare_ucf101(
@@ -63,11 +65,13 @@ def _prepare_ucf101(args) -> int:
 
 
 def _prepare_folder(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(prepare_folder(args.videos, args.out, rows, cols, args.workers, args.min_frames))
 
 
 def _prepare_faceforensics(args) -> int:
+    _check_counts(args)
     rows, cols = parse_size(args.size)
     if rows != cols:
         raise DataError(f"--size {args.size}: FaceForensics crops are square, give one number such as 256")
@@ -77,20 +81,24 @@ def _prepare_faceforensics(args) -> int:
 
 
 def _folder_summary(root: Path) -> dict:
-    videos = find_videos(root)
-    if not videos:
+    scan = scan_videos(root)
+    scan.warn_ignored(root)
+    videos = scan.videos
+    if not videos and not scan.unusable:
         raise DataError(f"{root}: no videos found")
     classes = {category_from_path(v.relative_to(root)) for v in videos} - {None}
     summary = {"path": str(root), "videos": len(videos), "classes": len(classes)}
-    frames, unreadable, resolution = 0, [], None
+    frames, resolution = 0, None
+    unreadable = [f"{path.name} ({reason})" for path, reason in scan.unusable]
     for video in videos:
         try:
             frames += count_frames(video)
             if resolution is None:
                 first = read_frames(video, 0, 1)
                 resolution = f"{first.shape[1]}x{first.shape[2]} (first readable video)"
-        except (av.FFmpegError, OSError, DataError, IndexError):
-            unreadable.append(video.name)
+        except Exception as e:  # any failure to read: list the file and go on
+            unreadable.append(f"{video.name} ({read_error_reason(e)})")
+    summary["videos"] = len(videos) + len(scan.unusable) - len(unreadable)
     summary["frames"] = f"{frames} (from container metadata)"
     summary["resolution"] = resolution or "? (no readable video)"
     if unreadable:
@@ -131,8 +139,11 @@ def describe(path: str) -> list[dict]:
     if target.is_dir():
         h5_files = sorted(target.glob("*.h5"))
         return [hdf5_summary(h5) for h5 in h5_files] if h5_files else [_folder_summary(target)]
+    if is_zip_dataset(target):
+        return [_folder_summary(target)]
     raise DataError(
-        f"{path}: no such file or directory (expected an .h5/.json file, a folder or 'synthetic')"
+        f"{path}: no such file or directory (expected an .h5/.json file, a folder or .zip of videos, "
+        "or 'synthetic')"
     )
 
 
@@ -188,7 +199,12 @@ def add_commands(subparsers) -> None:
     folder = sources.add_parser(
         "folder", help="any folder of videos or frame folders into train.h5 + train.json"
     )
-    folder.add_argument("--videos", required=True, type=Path, help="folder searched recursively for videos")
+    folder.add_argument(
+        "--videos",
+        required=True,
+        type=Path,
+        help="folder searched recursively for videos, or a .zip of frame folders",
+    )
     _add_common(folder, "192x256")
     folder.set_defaults(func=_with_warnings(_prepare_folder))
 
@@ -206,5 +222,5 @@ def add_commands(subparsers) -> None:
     faces.set_defaults(func=_with_warnings(_prepare_faceforensics))
 
     info = data_commands.add_parser("info", help="print videos, frames, classes and resolution of a dataset")
-    info.add_argument("path", help="an .h5 or .json file, a folder of videos, or 'synthetic'")
+    info.add_argument("path", help="an .h5 or .json file, a folder or .zip of videos, or 'synthetic'")
     info.set_defaults(func=_info)

@@ -12,6 +12,8 @@ Clip loading (``HDF5VideoDataset``, the official ``UCF101Dataset`` defaults):
     a video of exactly 16 frames gives its only clip (the official code would fail on it);
   * y0 = (H − size)//2; training: x0 uniform over the integers in [xmargin, W − size − xmargin] and a
     horizontal flip with probability 0.5 per clip; test: centre crop x0 = (W − size)//2, no flip;
+    ``center_crop=True`` keeps the training start and flip but crops the centre (FVD's real clips);
+  * ``clips_per_class=N`` keeps N videos of each category (``choose_per_class``; 0 = all);
   * no resizing: a stored resolution smaller than the crop is an error.
 The h5 file is opened lazily in each process (h5py handles are not fork-safe).
 """
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .base import DataWarning, VideoDataset, item_rng
+from .base import DataWarning, VideoDataset, choose_per_class, item_rng
 
 __all__ = ["HDF5VideoDataset", "read_records", "hdf5_image_shape", "hdf5_summary"]
 
@@ -100,8 +102,11 @@ class HDF5VideoDataset(VideoDataset):
         xmargin: int = 4,  # training x0 is in [xmargin, W - size - xmargin]
         xflip: bool = True,  # random horizontal flip in training
         seed: int = 0,  # with (epoch, index), determines every random choice
+        center_crop: bool = False,  # training start and flip, but x0 = (W - size)//2 (no random x-crop)
+        clips_per_class: int = 0,  # keep this many videos of each category (0 = all)
     ):
         self.h5_path = Path(h5_path)
+        self.center_crop = center_crop
         self.json_path = Path(json_path) if json_path is not None else _default_json(self.h5_path)
         self.n_frames, self.size, self.train = n_frames, size, train
         self.xmargin, self.xflip, self.seed = xmargin, xflip, seed
@@ -111,7 +116,7 @@ class HDF5VideoDataset(VideoDataset):
                 f"{self.h5_path}: frames are {self.height}x{self.width}, smaller than the {size}x{size} crop "
                 f"(convert again with a larger --size)"
             )
-        if train and self.width - size - xmargin < xmargin:
+        if train and not center_crop and self.width - size - xmargin < xmargin:
             raise DataError(
                 f"{self.h5_path}: width {self.width} leaves no room for a {size} crop with xmargin {xmargin}"
             )
@@ -133,6 +138,8 @@ class HDF5VideoDataset(VideoDataset):
         self.videos = np.array(
             [(r["start"], r["end"], label) for r, label in zip(long_enough, labels)], dtype=np.int64
         )
+        if clips_per_class:
+            self.videos = self.videos[choose_per_class(self.videos[:, 2], clips_per_class, seed)]
         self.total_frames = total
         self._file: h5py.File | None = None
         self._file_pid: int | None = None
@@ -160,7 +167,10 @@ class HDF5VideoDataset(VideoDataset):
         first = start + int(rng.integers(0, max(1, end - self.n_frames - start)))
         if not self.train:
             return first, y0, (self.width - self.size) // 2, False
-        x0 = int(rng.integers(self.xmargin, self.width - self.size - self.xmargin + 1))
+        if self.center_crop:
+            x0 = (self.width - self.size) // 2
+        else:
+            x0 = int(rng.integers(self.xmargin, self.width - self.size - self.xmargin + 1))
         flip = bool(self.xflip and rng.random() < 0.5)
         return first, y0, x0, flip
 

@@ -5,11 +5,11 @@ own shard, like ``chainermn.scatter_dataset(shuffle=True)``).
   * ``None`` or ``"synthetic"`` → ``SyntheticVideoDataset``;
   * ``X.h5`` (or ``X.json`` next to ``X.h5``) → ``HDF5VideoDataset``;
   * a directory containing ``train.h5`` (``test.h5`` for ``train=False`` when present) → ``HDF5VideoDataset``;
-  * any other directory → ``FolderVideoDataset`` (video files or frame folders, decoded on the fly).
+  * any other directory, or a ``.zip`` of frame folders → ``FolderVideoDataset`` (decoded on the fly).
 
 ``make_loader`` shuffles with a ``DistributedSampler`` (each rank its own shard, seeded) and asks the
 dataset for ``(index, epoch)`` keys, so augmentation is a function of (seed, epoch, index) even with
-persistent workers; ``infinite_batches`` walks the epochs and calls ``sampler.set_epoch``.
+persistent workers; the batches never end and start at any global batch (``ResumableBatchSampler``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,9 @@ from .base import VideoDataset
 from .folder import FolderVideoDataset
 from .hdf5 import HDF5VideoDataset
 from .synthetic import SyntheticVideoDataset
+from .zipped import is_zip_dataset
 
-__all__ = [
-    "open_dataset",
-    "build_dataset",
-    "make_loader",
-    "infinite_batches",
-    "EpochKeySampler",
-    "ResumableBatchSampler",
-]
+__all__ = ["open_dataset", "build_dataset", "make_loader", "ResumableBatchSampler"]
 
 
 def open_dataset(
@@ -45,12 +39,23 @@ def open_dataset(
     xmargin: int = 4,  # HDF5 only: training x-crop margin
     xflip: bool = True,  # HDF5 and folder: random horizontal flip in training
     n_clips: int = 4096,  # synthetic only: number of clips
+    center_crop: bool = False,  # HDF5: training start and flip with a centre x-crop (folders always centre)
+    clips_per_class: int = 0,  # keep this many clips (videos) of each class; 0 = all
 ) -> VideoDataset:
     """The dataset for ``path`` (see the module docstring); raises ``DataError`` for unusable paths."""
     if path is None or str(path) == "synthetic":
-        return SyntheticVideoDataset(n_clips=n_clips, n_frames=n_frames, size=size, seed=seed, train=train)
+        return SyntheticVideoDataset(
+            n_clips=n_clips,
+            n_frames=n_frames,
+            size=size,
+            seed=seed,
+            train=train,
+            clips_per_class=clips_per_class,
+        )
     path = Path(path)
-    hdf5_options = dict(n_frames=n_frames, size=size, train=train, xmargin=xmargin, xflip=xflip, seed=seed)
+    common = dict(n_frames=n_frames, size=size, train=train, xflip=xflip, seed=seed)
+    common.update(clips_per_class=clips_per_class)
+    hdf5_options = dict(common, xmargin=xmargin, center_crop=center_crop)
     if path.is_file() and path.suffix in (".h5", ".hdf5"):
         return HDF5VideoDataset(path, **hdf5_options)
     if path.is_file() and path.suffix == ".json":
@@ -59,16 +64,20 @@ def open_dataset(
         split = path / ("train.h5" if train or not (path / "test.h5").is_file() else "test.h5")
         if split.is_file():
             return HDF5VideoDataset(split, **hdf5_options)
-        return FolderVideoDataset(path, n_frames=n_frames, size=size, train=train, xflip=xflip, seed=seed)
+        return FolderVideoDataset(path, **common)
+    if is_zip_dataset(path):
+        return FolderVideoDataset(path, **common)
+    expected = "an .h5 file, a folder or .zip of videos, or 'synthetic'"
     if not path.exists():
-        raise DataError(f"{path}: no such file or directory (expected an .h5 file, a folder or 'synthetic')")
-    raise DataError(f"{path}: unsupported dataset file (expected an .h5 file, a folder or 'synthetic')")
+        raise DataError(f"{path}: no such file or directory (expected {expected})")
+    raise DataError(f"{path}: unsupported dataset file (expected {expected})")
 
 
-def build_dataset(cfg, train: bool = True) -> VideoDataset:
-    """``open_dataset`` with a Config: ``data.path``, the model's frames and resolution, the train seed."""
+def build_dataset(cfg, train: bool = True, path: str | Path | None = None) -> VideoDataset:
+    """``open_dataset`` with a Config: ``path`` (default ``data.path``), the model's frames and resolution,
+    the train seed and the ``data`` options."""
     return open_dataset(
-        cfg.data.path,
+        path if path is not None else cfg.data.path,
         n_frames=cfg.model.n_frames,
         size=cfg.model.resolution,
         train=train,
@@ -76,26 +85,8 @@ def build_dataset(cfg, train: bool = True) -> VideoDataset:
         xmargin=cfg.data.xmargin,
         xflip=cfg.data.xflip,
         n_clips=cfg.data.synthetic_size,
+        clips_per_class=cfg.data.clips_per_class,
     )
-
-
-class EpochKeySampler(Sampler):
-    """Wraps a sampler of indices and yields ``(index, epoch)`` keys for ``VideoDataset.__getitem__``."""
-
-    def __init__(self, sampler: DistributedSampler):
-        self.sampler = sampler
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return ((index, epoch) for index in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
 
 
 class ResumableBatchSampler(Sampler):
@@ -129,22 +120,17 @@ def make_loader(
     seed: int = 0,  # shuffling seed (the same on every rank: the shards are disjoint)
     rank: int = 0,  # this process's rank
     world_size: int = 1,  # number of ranks; each reads len(dataset) / world_size clips per epoch
-    drop_last: bool = True,  # drop the last incomplete batch (and the shard remainder)
-    start_batch: int | None = None,  # endless and resumable from this global batch (training); None = epochs
+    start_batch: int = 0,  # the first global batch of the stream (a resumed run's position)
 ) -> DataLoader:
-    """A shuffling, sharded DataLoader yielding ``(clips uint8 (B, C, T, H, W), labels int64 (B,))``.
-
-    With ``start_batch`` it never ends and begins at that batch of the run (``ResumableBatchSampler``);
-    otherwise it is one epoch per iteration (use ``infinite_batches``).
-    """
-    per_rank = len(dataset) // world_size if drop_last else -(-len(dataset) // world_size)
-    if drop_last and per_rank < batch:
+    """A shuffling, sharded, endless DataLoader of ``(clips uint8 (B, C, T, H, W), labels int64 (B,))``,
+    starting at batch ``start_batch`` of the run (``ResumableBatchSampler``)."""
+    if len(dataset) // world_size < batch:
         raise DataError(
             f"the dataset has {len(dataset)} clips: too few for a batch of {batch} "
-            f"on each of {world_size} ranks"
+            f"on each of {world_size} ranks (lower train.batch, or raise data.clips_per_class)"
         )
     sampler = DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
     )
     options = dict(
         num_workers=num_workers,
@@ -152,20 +138,4 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
     )
-    if start_batch is not None:
-        return DataLoader(
-            dataset, batch_sampler=ResumableBatchSampler(sampler, batch, start_batch), **options
-        )
-    return DataLoader(
-        dataset, batch_size=batch, sampler=EpochKeySampler(sampler), drop_last=drop_last, **options
-    )
-
-
-def infinite_batches(loader: DataLoader, start_epoch: int = 0) -> Iterator:
-    """Batches from ``loader`` forever, epoch after epoch, calling ``sampler.set_epoch`` before each."""
-    epoch = start_epoch
-    while True:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+    return DataLoader(dataset, batch_sampler=ResumableBatchSampler(sampler, batch, start_batch), **options)

@@ -15,7 +15,14 @@ How it runs:
   * assembly: parts are copied in split-list order (the official converter used worker-finish order) into
     ``NAME.h5.tmp``, which is renamed to ``NAME.h5`` only when complete (the JSON likewise); then the parts
     are deleted. Temporary disk use is therefore about twice the final size;
-  * unreadable, missing or too-short videos are skipped with one ``DataWarning`` each and listed as failed.
+  * unreadable, missing or too-short videos are skipped with one ``DataWarning`` each and listed as failed;
+  * one run per output folder: ``OUT/.prepare.lock`` is held (``flock``) while converting, and a second run
+    into the same ``--out`` stops with one line; a full disk stops with one line naming the file;
+  * workers exit when the parent dies (``PR_SET_PDEATHSIG`` on Linux, a parent-pid watchdog elsewhere),
+    so a ``kill -9`` of ``data prepare`` leaves no process behind.
+
+``--videos`` may be a folder or a ``.zip`` of frame folders (``zipped.py``); UCF101's split lists then match
+the frame folders by name without the extension.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..progress import make_progress
 from .base import DataWarning, category_from_path
-from .folder import find_videos
-from .video import iter_frames
+from .folder import find_videos, scan_videos
+from .guards import init_worker, prepare_lock, writing
+from .video import iter_frames, read_error_reason
 
 __all__ = [
     "SplitSummary",
@@ -164,14 +173,15 @@ def _convert_one(job: Job, rows: int, cols: int, min_frames: int) -> tuple[int, 
         else:
             video = _resized_video(job.source, rows, cols)
     except Exception as e:  # any decoding failure means "skip this video"
-        return 0, (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 0, read_error_reason(e)
     if len(video) < min_frames:
         return 0, f"only {len(video)} frames, need at least {min_frames}"
-    job.part.parent.mkdir(parents=True, exist_ok=True)
     temporary = job.part.with_name(job.part.name + ".tmp")
-    with open(temporary, "wb") as file:
-        np.save(file, video, allow_pickle=False)
-    os.replace(temporary, job.part)
+    with writing(temporary):
+        job.part.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            np.save(file, video, allow_pickle=False)
+        os.replace(temporary, job.part)
     return len(video), ""
 
 
@@ -180,24 +190,6 @@ def _pool_context():
     if "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
 
 
 def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, workers: int, min_frames: int):
@@ -213,22 +205,27 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
             summary.converted += 1
 
     if workers <= 1 or len(todo) <= 1:
-        with _progress() as progress:
+        with make_progress() as progress:
             task = progress.add_task(summary.name, total=len(todo))
             for i, job in enumerate(todo):
                 record(i, *_convert_one(job, rows, cols, min_frames))
                 progress.advance(task)
     else:
         # The pool forks its workers at the first submit, before the progress bar starts its thread.
-        with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
+        pool = ProcessPoolExecutor(
+            workers, mp_context=_pool_context(), initializer=init_worker, initargs=(os.getpid(),)
+        )
+        try:
             futures = {
                 pool.submit(_convert_one, job, rows, cols, min_frames): i for i, job in enumerate(todo)
             }
-            with _progress() as progress:
+            with make_progress() as progress:
                 task = progress.add_task(summary.name, total=len(todo))
                 for future in as_completed(futures):
                     record(futures[future], *future.result())
                     progress.advance(task)
+        finally:  # on an error (a full disk) the queued videos are dropped, not converted first
+            pool.shutdown(wait=True, cancel_futures=True)
     return [job for job in jobs if job.part.is_file()]
 
 
@@ -251,7 +248,7 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
     h5_temporary = h5_path.with_name(h5_path.name + ".tmp")
     json_temporary = json_path.with_name(json_path.name + ".tmp")
     records, start = [], 0
-    with h5py.File(h5_temporary, "w") as file:
+    with writing(h5_temporary), h5py.File(h5_temporary, "w") as file:
         image = file.create_dataset("image", shape=(total, channels, rows, cols), dtype=np.uint8)
         for job, (length, *_) in zip(done, shapes):
             image[start : start + length] = np.load(job.part, allow_pickle=False)
@@ -260,7 +257,8 @@ def _write_split(done: list[Job], h5_path: Path, with_category: bool) -> int:
                 record["category"] = job.category
             records.append(record)
             start += length
-    json_temporary.write_text(json.dumps(records))
+    with writing(json_temporary):
+        json_temporary.write_text(json.dumps(records))
     os.replace(json_temporary, json_path)
     os.replace(h5_temporary, h5_path)
     return total
@@ -279,7 +277,11 @@ def convert_splits(
 
     ``missing`` lists, per split, inputs already known to be unusable (file, reason): warned and counted.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    with prepare_lock(out):
+        return _convert_locked(splits, out, rows, cols, workers, min_frames, missing or {})
+
+
+def _convert_locked(splits, out, rows, cols, workers, min_frames, missing) -> list[SplitSummary]:
     summaries = []
     for name, jobs in splits.items():
         h5_path = out / f"{name}.h5"
@@ -288,7 +290,7 @@ def convert_splits(
         if h5_path.is_file() and h5_path.with_suffix(".json").is_file():
             summary.already_done = True
             continue
-        for file, reason in (missing or {}).get(name, []):
+        for file, reason in missing.get(name, []):
             summary.failed.append((file, reason))
             warnings.warn(f"skipping {file}: {reason}", DataWarning, stacklevel=2)
         done = _run_jobs(jobs, summary, rows, cols, workers, min_frames)
@@ -326,7 +328,8 @@ def prepare_ucf101(
     if split not in (1, 2, 3):
         raise DataError(f"--split {split}: UCF101 has the official splits 1, 2 and 3")
     lists = {name: _find_split_file(splits, f"{name}list0{split}.txt") for name in ("train", "test")}
-    by_name = {path.name: path for path in find_videos(videos) if path.is_file()}
+    # by name without the extension: video files, and frame folders (plain or zipped) named after them
+    by_name = {Path(path.name).stem: path for path in find_videos(videos)}
     if not by_name:
         raise DataError(f"{videos}: no video files found")
     jobs: dict[str, list[Job]] = {}
@@ -337,7 +340,7 @@ def prepare_ucf101(
             if not line.strip():
                 continue
             listed = line.split()[0]
-            source = by_name.get(Path(listed).name)
+            source = by_name.get(Path(listed).stem)
             if source is None:
                 missing[name].append((listed, f"listed in {list_path.name} but not found under {videos}"))
                 continue
@@ -356,8 +359,9 @@ def prepare_folder(
 ) -> list[SplitSummary]:
     """Every video (or frame folder) under ``videos`` into ``OUT/train.{h5,json}``."""
     videos, out = Path(videos), Path(out)
-    sources = find_videos(videos)
-    if not sources:
+    scan = scan_videos(videos)
+    scan.warn_ignored(videos)
+    if not scan.videos:
         raise DataError(f"{videos}: no videos found")
     jobs = [
         Job(
@@ -365,9 +369,10 @@ def prepare_folder(
             _part_path(out, "train", rows, cols, source, "folder"),
             category_from_path(source.relative_to(videos)),
         )
-        for source in sources
+        for source in scan.videos
     ]
-    return convert_splits({"train": jobs}, out, rows, cols, workers, min_frames)
+    unusable = [(str(path), reason) for path, reason in scan.unusable]  # symlink loops, broken links
+    return convert_splits({"train": jobs}, out, rows, cols, workers, min_frames, {"train": unusable})
 
 
 def prepare_faceforensics(

@@ -6,7 +6,9 @@ classifier used as a cheap stand-in for the C3D score (reference.md §5 describe
 Nine classes, ``label = 3 · shape + motion``:
   * shape: 0 square, 1 circle, 2 triangle (pointing up); similar areas, drawn with 1-pixel antialiased edges;
   * motion: 0 horizontal bounce, 1 vertical bounce, 2 circular orbit around the frame centre.
-Item ``i`` has label ``i % 9`` (balanced classes). Everything else is drawn from a generator seeded with
+Item ``i`` has label ``i % 9`` (balanced classes); ``clips_per_class=N`` keeps the first N items of each
+class, i.e. items ``0 .. 9·N − 1`` whatever ``n_clips`` says (the memory-capacity experiment, paper §5.5).
+Everything else is drawn from a generator seeded with
 ``(seed, split, i)``: the background (a smooth two-colour gradient plus faint sinusoidal stripes, dark and
 desaturated), the object's colour (bright, saturated), size, start position, direction and speed. Speeds
 are in pixels per frame relative to the resolution, so any ``n_frames`` and ``size`` work and the same item
@@ -130,7 +132,10 @@ class SyntheticVideoDataset(VideoDataset):
         size: int = 64,  # square resolution in pixels
         seed: int = 0,  # with the index (and split), determines every clip
         train: bool = True,  # False draws from a disjoint stream (a held-out split)
+        clips_per_class: int = 0,  # keep this many clips of each class: n_clips = 9 * N (0 = n_clips)
     ):
+        if clips_per_class:
+            n_clips = clips_per_class * len(CLASS_NAMES)
         self.n_clips, self.n_frames, self.size, self.seed, self.train = n_clips, n_frames, size, seed, train
 
     def __len__(self) -> int:

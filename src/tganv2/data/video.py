@@ -1,4 +1,5 @@
-"""Video files: decode with PyAV (any FFmpeg-readable file, frame folders), encode MP4/GIF, sample grids.
+"""Video files: decode with PyAV (the formats of ``VIDEO_SUFFIXES``, frame folders, zipped frame folders),
+encode MP4/GIF, sample grids.
 
 Reference: reference.md §3.1 (the official converter decodes every frame at native fps, no temporal
 resampling) and §4.2 (previews: uint8 = clip(x·128 + 128), MP4 written by rank 0).
@@ -10,29 +11,39 @@ video does not decode the whole file. Frame indices come from timestamps relativ
 GOPs (XviD with B-frames) the seek backs off to an earlier keyframe, and when timestamps cannot be trusted
 (missing pts, variable frame rate) it decodes from the beginning, so the result always equals
 ``read_video(path)[start:start + n]``.
+
+Paths name a video file, a frame folder, or a frame folder inside a ``.zip`` (``data.zip/class/video``, the
+StyleGAN-V/DIGAN layout, read with ``zipfile`` and Pillow without unpacking; see ``zipped.py``).
+
+PyAV is imported only here and only when a video file is read or written, so everything else (training on
+HDF5 or synthetic data, benchmarks, the CLI) works without it; without PyAV ``write_video`` writes a GIF
+instead of an MP4/AVI, with one warning per process.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import DataError
+from .base import DataWarning, to_uint8
+from .zipped import IMAGE_SUFFIXES, natural_key, read_zip_frames, zip_frame_names, zip_member
 
 __all__ = [
     "VIDEO_SUFFIXES",
     "IMAGE_SUFFIXES",
-    "is_video_file",
+    "read_error_reason",
     "list_frame_files",
     "count_frames",
+    "probe_video",
     "read_video",
     "read_frame_folder",
     "read_frames",
@@ -41,28 +52,73 @@ __all__ = [
     "make_grid",
 ]
 
-VIDEO_SUFFIXES = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+# Container extensions read by the folder dataset and `data prepare` (anything PyAV's FFmpeg demuxes in
+# practice); other files are ignored with one warning per scan. Each one is tested with a real file.
+VIDEO_SUFFIXES = frozenset(
+    {".avi", ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".gif", ".mpg", ".mpeg", ".m2v", ".vob"}
+    | {".ts", ".mts", ".m2ts", ".ogv", ".ogg", ".3gp", ".3g2", ".flv", ".f4v", ".wmv", ".asf", ".divx"}
+)
+
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
-def is_video_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+def read_error_reason(error: BaseException) -> str:
+    """One short line for a failed read: the message without PyAV's ``[Errno 1094995529]`` prefix and
+    without the file name it repeats (callers name the file themselves)."""
+    text = str(error).splitlines()[0].strip() if str(error).strip() else type(error).__name__
+    text = _ERRNO_PREFIX.sub("", text)
+    filename = getattr(error, "filename", None)
+    if filename:
+        for quoted in (f": '{filename}'", f": {filename}"):
+            if text.endswith(quoted):
+                text = text[: -len(quoted)]
+    return text or type(error).__name__
 
 
-def _natural_key(name: str) -> list:
-    """Sort key that orders ``frame2.png`` before ``frame10.png``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+def _av(path: str | Path):
+    """The ``av`` module, imported on first use; a one-line ``DataError`` naming ``path`` without it."""
+    try:
+        import av
+    except ImportError:
+        raise DataError(f"{path}: reading or writing video files needs PyAV (pip install av)") from None
+    return av
+
+
+def _have_av() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
     """Image files of a frame folder, in natural order (one folder = one video, as in StyleGAN-V)."""
     files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _frame_rate(stream) -> Fraction | None:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return Fraction(rate) if rate else None
+
+
+def _metadata_frames(av, container, stream) -> int | None:
+    """Frame count from container metadata, else duration × fps; None when neither is there."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = _frame_rate(stream)
+    if rate and stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base * rate)))
+    if rate and container.duration:
+        return int(round(container.duration / av.time_base * float(rate)))
+    return None
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise DataError(f"{path}: no video stream")
+    return container.streams.video[0]
 
 
 def count_frames(path: str | Path, exact: bool = False) -> int:
@@ -74,20 +130,34 @@ def count_frames(path: str | Path, exact: bool = False) -> int:
     path = Path(path)
     if path.is_dir():
         return len(list_frame_files(path))
+    if not path.is_file() and zip_member(path) is not None:
+        return len(zip_frame_names(path))
+    av = _av(path)
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise DataError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        if not exact:
-            if stream.frames and stream.frames > 0:
-                return int(stream.frames)
-            rate = _frame_rate(stream)
-            if rate and stream.duration and stream.time_base:
-                return int(round(float(stream.duration * stream.time_base * rate)))
-            if rate and container.duration:
-                return int(round(container.duration / av.time_base * float(rate)))
+        stream = _video_stream(container, path)
+        estimate = None if exact else _metadata_frames(av, container, stream)
+        if estimate is not None:
+            return estimate
         stream.thread_type = "AUTO"
         return sum(1 for _ in container.decode(stream))
+
+
+def probe_video(path: str | Path, min_frames: int = 1) -> int:
+    """Open a video, decode its first frame and return its frame count (the metadata estimate, counted
+    exactly by decoding when the estimate is below ``min_frames``). Raises what a failed read raises."""
+    path = Path(path)
+    if path.is_dir() or (not path.is_file() and zip_member(path) is not None):
+        return count_frames(path)
+    av = _av(path)
+    with av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        estimate = _metadata_frames(av, container, stream)
+        frames = container.decode(stream)
+        if next(frames, None) is None:
+            raise DataError(f"{path}: no decodable frame")
+        if estimate is not None and estimate >= min_frames:
+            return estimate
+        return 1 + sum(1 for _ in frames)  # short by metadata (or none): count what decodes
 
 
 def _to_layout(frames: list[np.ndarray], layout: str, height: int = 0, width: int = 0) -> np.ndarray:
@@ -128,12 +198,13 @@ def _decode_after_seek(container, stream, start: int, stop: float) -> list[np.nd
     if first is None or first.pts is None:
         return None
     origin = first.pts
+    seek_error = _av("seek").FFmpegError
     seek_index = start
     while True:
         target = origin + int(math.floor(Fraction(seek_index) / rate / time_base))
         try:
             container.seek(target, stream=stream, backward=True, any_frame=False)
-        except av.FFmpegError:
+        except seek_error:
             return None
         frames = _decode_from(container, stream, origin, rate, start, stop)
         if frames != "overshoot":
@@ -170,9 +241,10 @@ def read_video(
     """Decode frames ``start .. start + n_frames - 1`` (all remaining with ``None``) as uint8 RGB.
 
     Returns fewer frames when the video ends first. Raises ``av.FFmpegError``/``OSError`` for files FFmpeg
-    cannot read (datasets catch these and skip the file).
+    cannot read (datasets catch these and skip the file; ``read_error_reason`` words the message).
     """
     stop = math.inf if n_frames is None else start + n_frames
+    av = _av(path)
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DataError(f"{path}: no video stream")
@@ -205,19 +277,28 @@ def read_frame_folder(
 def read_frames(
     path: str | Path, start: int = 0, n_frames: int | None = None, layout: str = "THWC"
 ) -> np.ndarray:
-    """``read_frame_folder`` for a directory, ``read_video`` for a file."""
-    if Path(path).is_dir():
+    """``read_frame_folder`` for a directory, zipped frames for ``X.zip/member``, else ``read_video``."""
+    path = Path(path)
+    if path.is_dir():
         return read_frame_folder(path, start, n_frames, layout)
+    if not path.is_file() and zip_member(path) is not None:
+        return _to_layout(read_zip_frames(path, start, n_frames), layout)
     return read_video(path, start, n_frames, layout)
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Every frame of a video file or frame folder, one uint8 ``(H, W, 3)`` array at a time."""
-    if Path(path).is_dir():
+    path = Path(path)
+    if path.is_dir():
         for file in list_frame_files(path):
             with Image.open(file) as image:
                 yield np.asarray(image.convert("RGB"))
         return
+    if not path.is_file() and zip_member(path) is not None:
+        for index in range(len(zip_frame_names(path))):
+            yield read_zip_frames(path, index, 1)[0]
+        return
+    av = _av(path)
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DataError(f"{path}: no video stream")
@@ -238,24 +319,44 @@ def _as_uint8_frames(frames) -> np.ndarray:
     return frames
 
 
+_warned_gif_fallback = False
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: float) -> Path:
+    images = [Image.fromarray(frame) for frame in frames]
+    duration_ms = max(int(round(1000 / fps)), 10)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
 def write_video(path: str | Path, frames, fps: float = 15, crf: int = 18) -> Path:
-    """Write uint8 frames ``(T, H, W, 3)``; the format follows the suffix.
+    """Write uint8 frames ``(T, H, W, 3)``; the format follows the suffix. Returns the path written.
 
     ``.mp4``: H.264 (libx264, yuv420p, constant quality ``crf``); ``.gif``: Pillow, looping; ``.avi``: XviD
     (MPEG-4 part 2 with the XVID tag, like UCF101's files) at about 4 bits per pixel. Odd sizes are padded
-    by one edge row/column for yuv420p.
+    by one edge row/column for yuv420p. Without PyAV an ``.mp4``/``.avi`` becomes a GIF next to it
+    (``X.gif``, returned), with one ``DataWarning`` per process.
     """
+    global _warned_gif_fallback
     path = Path(path)
     frames = _as_uint8_frames(frames)
     suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".avi", ".gif"):
+        raise DataError(f"{path}: can only write .mp4, .avi or .gif videos")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
-        images = [Image.fromarray(frame) for frame in frames]
-        duration_ms = max(int(round(1000 / fps)), 10)
-        images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-        return path
-    if suffix not in (".mp4", ".avi"):
-        raise DataError(f"{path}: can only write .mp4, .avi or .gif videos")
+        return _write_gif(path, frames, fps)
+    if not _have_av():
+        if not _warned_gif_fallback:
+            _warned_gif_fallback = True
+            warnings.warn(
+                f"PyAV is not installed (pip install av): writing GIF instead of {suffix} videos, "
+                f"e.g. {path.with_suffix('.gif')}",
+                DataWarning,
+                stacklevel=2,
+            )
+        return _write_gif(path.with_suffix(".gif"), frames, fps)
+    av = _av(path)
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -291,7 +392,7 @@ def make_grid(videos: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
     n, _, t, h, w = videos.shape
     cols = min(nrow, n)
     rows = -(-n // cols)
-    pixels = (videos * 128 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)  # (N, T, H, W, 3)
+    pixels = to_uint8(videos).permute(0, 2, 3, 4, 1)  # (N, C, T, H, W) -> (N, T, H, W, 3)
     grid = torch.full(
         (t, rows * (h + padding) + padding, cols * (w + padding) + padding, 3), pad_value, dtype=torch.uint8
     )

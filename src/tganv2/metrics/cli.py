@@ -85,12 +85,24 @@ def _load_generator(args: argparse.Namespace):
 
 
 def _finish(record: dict[str, Any], out: str, summary: str) -> int:
+    """Print the score first, so that a failed record write loses nothing, then write the record."""
     from .record import base_record, write_record
 
+    print(summary, flush=True)
     metric = record.pop("metric")
-    path = write_record(base_record(metric, **record), out)
-    print(f"{summary}  (record: {path})")
+    path = _write(write_record, base_record(metric, **record), out)
+    print(f"record: {path}")
     return 0
+
+
+def _write(write, value, path):
+    """``write(value, path)``, a failure as one line (the score was printed before)."""
+    try:
+        return write(value, path)
+    except OSError as e:
+        raise UserError(
+            f"{path}: cannot write ({e.strerror or e}); the result printed above is not lost"
+        ) from None
 
 
 def _sampling_options(args: argparse.Namespace) -> dict:
@@ -155,7 +167,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     stats, passes = real_stats_from_dataset(
         dataset, extractor, n_real, args.batch, args.num_workers, not args.no_progress
     )
-    stats.save(args.out)
+    # unreadable videos were dropped at open; count those that failed while decoding too (in-process)
+    n_read = len(dataset) - dataset.n_failed
+    print(f"real statistics: {stats.n_items} clips ({passes} passes over {n_read} videos)", flush=True)
+    _write(lambda stats, path: stats.save(path), stats, args.out)
     record = base_record(
         f"stats_{extractor.name}",
         stats_file=str(args.out),
@@ -164,7 +179,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         augmentation="training (random start, x-crop, flip)" if not synthetic else "none (synthetic)",
         n_real=stats.n_items,
         passes=passes,
-        videos=len(dataset),
+        videos=n_read,
         frames=frames,
         resolution=size,
         seed=args.seed,
@@ -172,11 +187,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         covariance_ddof=1,
         weights_sha256=dict(extractor.weights_sha256),
     )
-    path = write_record(record, args.record or f"{args.out}.json")
-    print(
-        f"wrote {args.out}: {stats.n_items} clips ({passes} passes over {len(dataset)} videos)"
-        f"  (record: {path})"
-    )
+    path = _write(write_record, record, args.record or f"{args.out}.json")
+    print(f"wrote {args.out} (record: {path})")
     return 0
 
 
@@ -202,7 +214,6 @@ def _cmd_fid(args: argparse.Namespace) -> int:
 
 
 def _cmd_fvd(args: argparse.Namespace) -> int:
-    from ..data import HDF5VideoDataset
     from .evaluate import evaluate_fvd
     from .i3d import load_i3d
 
@@ -210,9 +221,7 @@ def _cmd_fvd(args: argparse.Namespace) -> int:
     generator, files = _load_generator(args)
     size = args.size or generator.config.model.resolution
     # 16 consecutive frames from a random start, centre crop, no flip (StyleGAN-V's real clips)
-    dataset = _real_dataset(args, args.frames, size, train=True, xmargin=0, xflip=False)
-    if isinstance(dataset, HDF5VideoDataset):
-        dataset.xmargin = (dataset.width - dataset.size) // 2  # x0 range collapses to the centre
+    dataset = _real_dataset(args, args.frames, size, train=True, center_crop=True, xflip=False)
     record = evaluate_fvd(
         generator,
         detector,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .scores import frechet_distance, inception_score, mean_and_std
+from .scores import frechet_distance_from_stats, inception_score, mean_and_std
 from .stats import FeatureStats
 
 __all__ = [
@@ -233,7 +233,7 @@ def evaluate_fid(
             fake, _, shape = generated_features(
                 generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
             )
-            values.append(frechet_distance(real_stats.mean, real_stats.cov(1), fake.mean, fake.cov(1)))
+            values.append(frechet_distance_from_stats(real_stats, fake, ddof=1))
     mean, std = mean_and_std(values)
     return {
         "metric": f"fid_{extractor.name}",
@@ -280,7 +280,7 @@ def evaluate_fvd(
             fake, _, shape = generated_features(
                 generator, detector, n, batch, seed + loop, n_frames, render_level, advance
             )
-            values.append(frechet_distance(real.mean, real.cov(0), fake.mean, fake.cov(0)))
+            values.append(frechet_distance_from_stats(real, fake, ddof=0))
     mean, std = mean_and_std(values)
     return {
         "metric": "fvd_i3d",

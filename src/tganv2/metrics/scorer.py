@@ -19,7 +19,7 @@ from torch import nn
 
 from .classifier import VideoClassifier, load_classifier
 from .evaluate import generated_features, real_stats_from_dataset
-from .scores import frechet_distance, inception_score
+from .scores import frechet_distance_from_stats, inception_score
 from .stats import FeatureStats
 
 __all__ = ["ClassifierScorer"]
@@ -66,5 +66,5 @@ class ClassifierScorer:
         real = self.real_stats
         with warnings.catch_warnings():  # early generators give singular covariances: not worth a warning
             warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-            fid = frechet_distance(real.mean, real.cov(1), fake.mean, fake.cov(1))
+            fid = frechet_distance_from_stats(real, fake, ddof=1)
         return {"cls_is": inception_score(probs)[0], "cls_fid": fid}

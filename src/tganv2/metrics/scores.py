@@ -56,6 +56,7 @@ def frechet_distance(mu0: np.ndarray, cov0: np.ndarray, mu1: np.ndarray, cov1: n
 
 
 def frechet_distance_from_stats(stats0: FeatureStats, stats1: FeatureStats, ddof: int = 1) -> float:
+    """``frechet_distance`` of two ``FeatureStats`` with covariances of ``ddof`` (1: FID, 0: FVD)."""
     return frechet_distance(stats0.mean, stats0.cov(ddof), stats1.mean, stats1.cov(ddof))
 
 

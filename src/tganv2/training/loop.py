@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,21 +59,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _open_dataset(cfg: Config, data: str | None):
-    from ..data import open_dataset
-
-    return open_dataset(
-        data,
-        n_frames=cfg.model.n_frames,
-        size=cfg.model.resolution,
-        train=True,
-        seed=cfg.train.seed,
-        xmargin=cfg.data.xmargin,
-        xflip=cfg.data.xflip,
-        n_clips=cfg.data.synthetic_size,
-    )
 
 
 def _check_resumable(out: Path, cfg: Config) -> None:
@@ -143,8 +129,12 @@ def train(cfg: Config, options: RunOptions) -> dict:
         print(f"tganv2 train: {where}; run directory {out}; device {device}; world size {info.world_size}")
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
-    dataset = _open_dataset(cfg, options.data)
-    from ..data import make_loader
+    from ..data import DataWarning, build_dataset, make_loader
+
+    with warnings.catch_warnings():
+        if not info.is_main:  # every rank opens the same files: rank 0 alone reports the skipped ones
+            warnings.simplefilter("ignore", DataWarning)
+        dataset = build_dataset(cfg, path=options.data)  # --data, else data.path
 
     loader = make_loader(
         dataset,
