@@ -181,10 +181,10 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
         mean = _sum_over_ranks(x.sum(dim=(0, 2, 3))) / count  # (C,)
         centred = x - mean.view(1, -1, 1, 1)
         var = _sum_over_ranks(centred.pow(2).sum(dim=(0, 2, 3))) / count  # (C,) biased
-        with torch.no_grad():
-            n = count.item()
+        with torch.no_grad():  # no .item(): the unbiasing factor stays a tensor (no host sync)
+            unbiased = self.momentum * var.detach() * count / (count - 1).clamp(min=1)  # (C,)
             self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
-            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach() * n / max(n - 1, 1))
+            self.running_var.mul_(1 - self.momentum).add_(unbiased)
             self.num_batches_tracked += 1
         out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
