@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tganv2.data import to_float, to_uint8
+from tganv2.data import to_float
 from tganv2.training.layout import to_channels_last
 from tganv2.training.step import Trainer
 
@@ -47,12 +47,6 @@ def _float64_step(cfg, clips, labels=None, prepare=None, seed=3) -> tuple[dict, 
     grads = _record_updates(trainer)
     stats = trainer.step(lambda: (clips, labels))
     return stats, grads, trainer
-
-
-def test_to_uint8_inverts_to_float():
-    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 4, 8, 8)
-    assert torch.equal(to_uint8(to_float(every)), every)
-    assert to_uint8(torch.tensor([-2.0, -1.0, 0.0, 0.99, 2.0])).tolist() == [0, 0, 128, 254, 255]
 
 
 def test_uint8_batches_are_converted_by_the_step(tiny_cfg):
@@ -121,3 +115,32 @@ def test_one_joint_d_pass_equals_two_passes(tiny_cfg, preset, n_classes):
     assert set(grads_joint) == set(grads)
     for name, grad in grads.items():
         torch.testing.assert_close(grads_joint[name], grad, rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_step_from_a_pinned_uint8_batch_matches_the_cpu_step(tiny_cfg, monkeypatch):
+    """CUDA: channels-last weights, a pinned uint8 batch copied non_blocking; the CPU losses (no TF32)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cfg = tiny_cfg(batch=4)
+    clips = _uint8_clips(cfg, 4)
+    results = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, device, seed=3)
+        batch = clips.pin_memory() if device == "cuda" else clips
+        results[device] = (trainer.step(lambda batch=batch: (batch, None)), trainer)
+    cuda_trainer = results["cuda"][1]
+    assert all(
+        m.weight.is_contiguous(memory_format=torch.channels_last_3d)
+        for m in cuda_trainer.discriminator.modules()
+        if isinstance(m, nn.Conv3d)
+    )
+    assert all(
+        m.weight.is_contiguous(memory_format=torch.channels_last)
+        for m in cuda_trainer.generator.modules()
+        if isinstance(m, nn.Conv2d)
+    )
+    for key in ("loss_gen", "loss_dis", "loss_gp"):
+        assert results["cuda"][0][key] == pytest.approx(results["cpu"][0][key], rel=1e-4, abs=1e-6), key
