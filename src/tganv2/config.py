@@ -106,6 +106,7 @@ class TrainConfig:
     seed: int = 1701
     precision: str = "fp32"  # fp32 | bf16
     compile: bool = False
+    d_joint_pass: bool = False  # one D pass over reals and fakes together (see training.step.discriminate)
     checkpoint_every: int = 2000
     keep_checkpoints: int = 3
     sample_every: int = 2000

@@ -121,9 +121,14 @@ def make_loader(
     rank: int = 0,  # this process's rank
     world_size: int = 1,  # number of ranks; each reads len(dataset) / world_size clips per epoch
     start_batch: int = 0,  # the first global batch of the stream (a resumed run's position)
+    pin_memory: bool | None = None,  # page-locked batches for non_blocking copies; None = CUDA available
 ) -> DataLoader:
     """A shuffling, sharded, endless DataLoader of ``(clips uint8 (B, C, T, H, W), labels int64 (B,))``,
-    starting at batch ``start_batch`` of the run (``ResumableBatchSampler``)."""
+    starting at batch ``start_batch`` of the run (``ResumableBatchSampler``).
+
+    Batches stay uint8 (a quarter of float32's bytes): workers collate them into shared memory, the main
+    process only pins them, and the consumer converts them on its device (``to_float``).
+    """
     if len(dataset) // world_size < batch:
         raise DataError(
             f"the dataset has {len(dataset)} clips: too few for a batch of {batch} "
@@ -134,7 +139,7 @@ def make_loader(
     )
     options = dict(
         num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
     )

@@ -4,6 +4,12 @@ Batch semantics: ``--batch`` is the per-device batch at level 1; the global batc
 Gradients are averaged over ranks and R1's λ is scaled to the per-device batch (see ``tganv2.losses``), so
 a run on W devices with batch B matches one device with batch W·B. Each rank gets its own seed and its own
 shard of the data; only rank 0 writes files.
+
+The average is ChainerMN's multi-node optimiser, done DDP's way: ``GradientAverager`` all-reduces the
+gradients in ~25 MB buckets, each launched (asynchronously) from post-accumulate-grad hooks as soon as
+its last gradient is final, so the communication overlaps the rest of the backward. We do not wrap the
+models in DDP because the step differentiates D several times (image gradients, R1's double backward) and
+only one backward per update must be averaged.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -20,6 +26,7 @@ from torch import nn
 __all__ = [
     "DistInfo",
     "init_distributed",
+    "GradientAverager",
     "CPUSyncBatchNorm2d",
     "convert_sync_batchnorm",
     "barrier",
@@ -58,6 +65,97 @@ def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]
     return info, torch.device(device)
 
 
+def _is_multi_process() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@dataclass
+class _Bucket:
+    params: list[nn.Parameter]  # in the order their gradients usually become final
+    pending: int = 0  # gradients still to come in this backward
+    work: object = None  # the all-reduce in flight (``dist.Work``), or None
+    flat: torch.Tensor | None = None  # (Σ numel,) the bucket's gradients, summed over ranks in place
+    grads: list[torch.Tensor] = field(default_factory=list)  # the gradients that ``flat`` holds
+    launched: bool = False
+
+
+class GradientAverager:
+    """All-reduce *average* of a module's gradients, bucketed and overlapped with the backward.
+
+    ``with averager: loss.backward()``: inside the block, a hook on every parameter counts the gradients
+    that are final (``register_post_accumulate_grad_hook``); when a bucket is complete its gradients are
+    flattened and an asynchronous ``all_reduce`` starts. Leaving the block launches the buckets that did
+    not complete (parameters without a gradient in this backward are skipped, on every rank alike), waits
+    for all of them and writes the means back into ``.grad``. Outside the block the hooks do nothing, so
+    ``autograd.grad`` calls and other backward passes are never reduced. Buckets follow the reverse order
+    of ``module.parameters()``, roughly the order in which backward finishes them, as DDP's do.
+
+    One process (or no process group): no hooks, and the block is a plain block. Every rank must run the
+    same backward graph, which the update rule guarantees (the collectives are issued in the same order).
+    """
+
+    def __init__(self, module: nn.Module, bucket_mb: float = 25.0) -> None:
+        self.world_size = dist.get_world_size() if _is_multi_process() else 1
+        self.buckets: list[_Bucket] = []
+        self._bucket_of: dict[nn.Parameter, _Bucket] = {}
+        self._armed = False
+        if self.world_size == 1:
+            return
+        limit, params, size = bucket_mb * 2**20, [], 0
+        for p in reversed([p for p in module.parameters() if p.requires_grad]):
+            params.append(p)
+            size += p.numel() * p.element_size()
+            if size >= limit:
+                self.buckets.append(_Bucket(params))
+                params, size = [], 0
+        if params:
+            self.buckets.append(_Bucket(params))
+        for bucket in self.buckets:
+            for p in bucket.params:
+                self._bucket_of[p] = bucket
+                p.register_post_accumulate_grad_hook(self._on_gradient)
+
+    def __enter__(self) -> GradientAverager:
+        for bucket in self.buckets:
+            bucket.pending, bucket.launched = len(bucket.params), False
+        self._armed = True
+        return self
+
+    def _on_gradient(self, param: nn.Parameter) -> None:
+        if not self._armed:
+            return
+        bucket = self._bucket_of[param]
+        bucket.pending -= 1
+        if bucket.pending == 0:
+            self._launch(bucket)
+
+    def _launch(self, bucket: _Bucket) -> None:
+        bucket.launched = True
+        bucket.grads = [p.grad for p in bucket.params if p.grad is not None]
+        if not bucket.grads:
+            bucket.work = bucket.flat = None
+            return
+        bucket.flat = torch.cat([g.reshape(-1) for g in bucket.grads])  # (Σ numel,)
+        bucket.work = dist.all_reduce(bucket.flat, async_op=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._armed = False
+        if exc_type is not None or self.world_size == 1:
+            return
+        for bucket in self.buckets:  # parameters that got no gradient leave their bucket incomplete
+            if not bucket.launched:
+                self._launch(bucket)
+        for bucket in self.buckets:
+            if bucket.work is None:
+                continue
+            bucket.work.wait()  # CUDA: the current stream waits for NCCL's; the host does not
+            bucket.flat /= self.world_size
+            means = bucket.flat.split([g.numel() for g in bucket.grads])
+            torch._foreach_copy_(bucket.grads, [m.view_as(g) for m, g in zip(means, bucket.grads)])
+            bucket.work = bucket.flat = None
+            bucket.grads = []
+
+
 def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """Differentiable all-reduce sum (``torch.distributed.nn``; its deprecation warning is silenced)."""
     from torch.distributed.nn.functional import all_reduce
@@ -83,10 +181,10 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
         mean = _sum_over_ranks(x.sum(dim=(0, 2, 3))) / count  # (C,)
         centred = x - mean.view(1, -1, 1, 1)
         var = _sum_over_ranks(centred.pow(2).sum(dim=(0, 2, 3))) / count  # (C,) biased
-        with torch.no_grad():
-            n = count.item()
+        with torch.no_grad():  # no .item(): the unbiasing factor stays a tensor (no host sync)
+            unbiased = self.momentum * var.detach() * count / (count - 1).clamp(min=1)  # (C,)
             self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
-            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach() * n / max(n - 1, 1))
+            self.running_var.mul_(1 - self.momentum).add_(unbiased)
             self.num_batches_tracked += 1
         out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:

@@ -144,14 +144,10 @@ def train(cfg: Config, options: RunOptions) -> dict:
         rank=info.rank,
         world_size=info.world_size,
         start_batch=start * cfg.train.n_dis,
+        pin_memory=device.type == "cuda",
     )
-    batches = iter(loader)  # endless: (clips uint8 (B, C, T, H, W), labels (B,))
-
-    def next_real():
-        from ..data import to_float
-
-        clips, labels = next(batches)
-        return to_float(clips), labels
+    # endless: (clips uint8 (B, C, T, H, W), labels (B,)), pinned on CUDA; the Trainer converts on the device
+    next_real = iter(loader).__next__
 
     writer = SampleWriter(out, cfg, device, dataset) if info.is_main else None
     scorer = _make_scorer(cfg, out, dataset, device) if info.is_main else None

@@ -13,8 +13,9 @@ differentiated with respect to those copies only, and that image gradient is pus
 kept and reused for the D loss, exactly as the official code reuses the fake scores.
 
 Multi-process: gradients are all-reduce *averaged* over ranks (ChainerMN's multi-node optimiser) and the
-generator's BatchNorms are SyncBatchNorm. We average flat gradient buffers ourselves rather than wrapping in
-DDP, because the step differentiates D several times (image gradients, R1's double backward).
+generator's BatchNorms are SyncBatchNorm. ``GradientAverager`` reduces buckets during the backward rather
+than wrapping in DDP, because the step differentiates D several times (image gradients, R1's double
+backward).
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ import contextlib
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..config import Config, build_discriminator, build_generator
+from ..data.base import to_float
 from ..losses import discriminator_loss, full_precision, generator_loss, r1_lambda_sum, r1_penalty
 from ..nn.subsample import subsample_batch
+from .distributed import GradientAverager
+from .layout import to_channels_last
 
-__all__ = ["Trainer", "make_optimizer", "linear_decay", "real_levels"]
+__all__ = ["Trainer", "make_optimizer", "linear_decay", "real_levels", "real_batch_to_device", "discriminate"]
 
-RealBatch = tuple[Tensor, Tensor | None]  # (clips float (B, C, T, S, S) in [-1, 1], labels (B,) or None)
+# (clips (B, C, T, S, S): uint8 from the loader, or float in [-1, 1]; labels (B,) or None)
+RealBatch = tuple[Tensor, Tensor | None]
 
 
 def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Adam:
@@ -53,18 +57,44 @@ def real_levels(clips: Tensor, cfg: Config, rng: torch.Generator) -> list[Tensor
     return real_levels_from_config(clips, cfg.model, generator=rng)
 
 
-def _average_gradients(module: nn.Module) -> None:
-    """All-reduce average of every gradient (one flat buffer), like ChainerMN's multi-node optimiser."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+def real_batch_to_device(
+    clips: Tensor, labels: Tensor | None, device: torch.device, n_classes: int
+) -> RealBatch:
+    """A loader batch on the device: uint8 clips are copied as uint8 and converted there (``to_float``).
+
+    The loader pins its batches when training on CUDA, so ``non_blocking`` copies overlap the step; the
+    host never touches float pixels. Float clips (tests, ``bench step``) are moved as they are.
+    """
+    clips = clips.to(device, non_blocking=True)  # (B, C, T, S, S)
+    if clips.dtype == torch.uint8:
+        clips = to_float(clips)
+    labels = None if labels is None or n_classes == 0 else labels.to(device, non_blocking=True)
+    return clips, labels
+
+
+def discriminate(
+    D: nn.Module,
+    reals: list[Tensor],
+    fakes: list[Tensor],
+    level_labels: list[Tensor] | None,
+    joint: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """D's scores of the real and the fake levels, ``(ΣN_l, 1)`` each, in full precision.
+
+    ``joint=False``: two passes (the official code). ``joint=True``: one pass per level over the reals and
+    the fakes concatenated along the batch, split back afterwards; the same scores, fewer and larger
+    kernels, but R1's double backward then runs through the whole joint batch (the fake half gets zero
+    gradients, yet costs as much as the real half), so it is an option (``train.d_joint_pass``).
+    """
+    if not joint:
+        return full_precision(D(reals, level_labels)), full_precision(D(fakes, level_labels))
+    both = [torch.cat([r, f]) for r, f in zip(reals, fakes)]  # (2·N_l, C, T_l, H_l, W_l)
+    labels = None if level_labels is None else [torch.cat([y, y]) for y in level_labels]
+    sizes = [r.shape[0] for r in reals]
+    per_level = full_precision(D(both, labels)).split([2 * n for n in sizes])  # (2·N_l, 1) each
+    real_scores = torch.cat([s[:n] for s, n in zip(per_level, sizes)])  # (ΣN_l, 1)
+    fake_scores = torch.cat([s[n:] for s, n in zip(per_level, sizes)])
+    return real_scores, fake_scores
 
 
 class Trainer:
@@ -84,6 +114,12 @@ class Trainer:
         discriminator = discriminator if discriminator is not None else build_discriminator(cfg)
         self.generator = generator.to(self.device).train()
         self.discriminator = discriminator.to(self.device).train()
+        # CUDA: channels_last(_3d) conv weights, so cuDNN runs its NHWC/NDHWC kernels without transposes
+        to_channels_last(self.generator, self.device.type == "cuda")
+        to_channels_last(self.discriminator, self.device.type == "cuda")
+        # multi-process: bucketed all-reduce averages, overlapped with each update's backward
+        self.grad_sync_g = GradientAverager(self.generator)
+        self.grad_sync_d = GradientAverager(self.discriminator)
         # --compile: only the generator's forward; never the D pass that R1 differentiates through
         self.generator_forward = torch.compile(self.generator) if cfg.train.compile else self.generator
         self.opt_g = make_optimizer(self.generator, cfg)
@@ -91,6 +127,7 @@ class Trainer:
         decay = linear_decay(cfg.train.iterations)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
+        self.joint_d_pass = cfg.train.d_joint_pass  # one D pass over reals and fakes (see discriminate)
         self.r1_lambda = r1_lambda_sum(cfg.train.r1_lambda, cfg.train.r1_reference_batch, cfg.train.batch)
         self.iteration = 0
         # Two random streams: z and the generator's subsampling offsets; the real levels' offsets.
@@ -117,12 +154,10 @@ class Trainer:
 
     def step(self, next_real: Callable[[], RealBatch]) -> dict[str, float]:
         """One iteration; ``next_real()`` returns a real batch ``(clips (B, C, T, S, S), labels)``."""
-        cfg, G, D = self.cfg, self.generator, self.discriminator
+        cfg, D = self.cfg, self.discriminator
         stats: dict[str, float] = {}
         for inner in range(cfg.train.n_dis):
-            clips, labels = next_real()
-            clips = clips.to(self.device, non_blocking=True)
-            labels = None if labels is None or cfg.model.n_classes == 0 else labels.to(self.device)
+            clips, labels = real_batch_to_device(*next_real(), self.device, cfg.model.n_classes)
             batch = clips.shape[0]
             # 1. reals: S^D levels, leaves that require grad for R1
             reals = [x.detach().requires_grad_(True) for x in real_levels(clips, cfg, self.rng_real)]
@@ -134,15 +169,17 @@ class Trainer:
             fake_inputs = [full_precision(f.detach()).requires_grad_(update_g) for f in fakes]
             level_labels = self._level_labels(labels)
             with self._autocast():
-                real_scores = full_precision(D(reals, level_labels))  # (ΣN_l, 1)
-                fake_scores = full_precision(D(fake_inputs, level_labels))
+                # (ΣN_l, 1) each
+                real_scores, fake_scores = discriminate(
+                    D, reals, fake_inputs, level_labels, self.joint_d_pass
+                )
             # 3. G first, through the image gradient of the G loss (D's parameters are not touched)
             if update_g:
                 loss_gen = generator_loss(fake_scores)
                 image_grads = torch.autograd.grad(loss_gen, fake_inputs, retain_graph=True)
                 self.opt_g.zero_grad(set_to_none=True)
-                torch.autograd.backward(fakes, [g.to(f.dtype) for g, f in zip(image_grads, fakes)])
-                _average_gradients(G)
+                with self.grad_sync_g:
+                    torch.autograd.backward(fakes, [g.to(f.dtype) for g, f in zip(image_grads, fakes)])
                 self.opt_g.step()
                 stats["loss_gen"] = loss_gen.item()
             # 4-5. D with the same fake scores, plus R1 (summed, λ scaled to the per-device batch)
@@ -150,8 +187,8 @@ class Trainer:
             loss_gp = r1_penalty(real_scores, reals, self.r1_lambda)
             self.opt_d.zero_grad(set_to_none=True)
             # only D's parameters: the image gradients of reals and fakes are not needed here
-            (loss_dis + loss_gp).backward(inputs=list(D.parameters()))
-            _average_gradients(D)
+            with self.grad_sync_d:
+                (loss_dis + loss_gp).backward(inputs=list(D.parameters()))
             self.opt_d.step()
             stats["loss_dis"], stats["loss_gp"] = loss_dis.item(), loss_gp.item()
             stats["d_real"] = real_scores.mean().item()
@@ -186,4 +223,3 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.rng_fake.set_state(state["rng_fake"])
         self.rng_real.set_state(state["rng_real"])
-
