@@ -329,7 +329,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.clips_per_class must be >= 0 (0 = every clip), got {cfg.data.clips_per_class}"
         )
-    reduction = subsampling.batch_reductions(cfg.model.batch_strides)[-1]
+    m = cfg.model
+    if cfg.train.batch * m.n_frames * m.t_size**2 < 2:
+        raise ConfigError(
+            f"train.batch × model.n_frames × model.t_size² must be >= 2 (the generator's BatchNorm needs "
+            f"more than one value per channel), got {cfg.train.batch} × {m.n_frames} × {m.t_size}²"
+        )
+    reduction = subsampling.batch_reductions(m.batch_strides)[-1]
     if cfg.train.batch % reduction:
         raise ConfigError(
             f"train.batch={cfg.train.batch} must be divisible by the total batch stride {reduction}"
