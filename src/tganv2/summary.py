@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .config import Config, add_config_arguments, build_discriminator, build_generator, config_from_args
+from .errors import UserError
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -91,6 +92,8 @@ def print_summary(info: dict) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
     info = model_summary(cfg, args.batch)
     if args.json:
