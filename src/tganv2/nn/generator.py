@@ -203,7 +203,8 @@ class Generator(nn.Module):
                 h5 = subsample(h5, *layer, per_sample=False, time_dim=1, generator=rng)
             y = None if y is None else subsample_batch(y, self.batch_strides[k])
             n, t = h5.shape[:2]
-            h = h5.reshape(n * t, *h5.shape[2:])  # (N'·T', C, H', W')
+            # (N'·T', C, H', W'), dense: a kept-frames view would be copied by the next BatchNorm anyway
+            h = h5.reshape(n * t, *h5.shape[2:]).contiguous()
             y_frames = _per_frame(y, t)
             h = self.blocks[3 + k](h, y_frames)
             levels.append(self._to_video(self.renderers[k + 1](h, y_frames), n))
