@@ -47,6 +47,16 @@ def test_resolution_follows_the_number_of_levels():
     assert [shape[2] for shape in level_shapes(three)] == [24, 48, 96]
 
 
+def test_render_size_of_each_level():
+    ucf, demo = load_preset("ucf101-192").model, load_preset("demo-64").model
+    assert [ucf.render_size(level) for level in range(1, 5)] == [24, 48, 96, 192]
+    assert ucf.render_size() == ucf.resolution == 192  # default: the render level (4)
+    assert [demo.render_size(level) for level in range(1, 4)] == [16, 32, 64] and demo.resolution == 64
+    # crops shrink the training levels, not what inference renders
+    cropped = load_preset("ucf101-192", ["model.crop_factors=[2, 2, 1]"]).model
+    assert cropped.level_sizes == [24, 24, 24, 48] and cropped.render_size(4) == 192
+
+
 def test_preset_specifics():
     assert load_preset("ucf101-192-bsr").model.batch_strides == [2, 2, 2]
     ff = load_preset("faceforensics-256")
