@@ -38,6 +38,7 @@ from tganv2.config import ABLATIONS, apply_overrides, load_preset
 from tganv2.data.base import to_float
 from tganv2.data.loader import make_loader
 from tganv2.data.synthetic import SyntheticVideoDataset
+from tganv2.nn.subsample import kept_batch
 from tganv2.training.step import Trainer
 
 VARIANTS = {
@@ -54,12 +55,12 @@ PAPER_TABLE2 = {  # UCF101, TGANv2 bs = 64: IS, FID
 
 
 def capped_batch_strides(strides: list[int], batch: int) -> list[int]:
-    """Batch strides that stop reducing once a level has a single sample."""
+    """Batch strides that stop reducing once a level has a single sample (or would not divide evenly)."""
     out, n = [], batch
     for stride in strides:
-        stride = stride if n >= stride else 1
+        stride = stride if n % stride == 0 else 1
         out.append(stride)
-        n //= stride
+        n = kept_batch(n, stride)
     return out
 
 

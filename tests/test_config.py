@@ -47,6 +47,16 @@ def test_resolution_follows_the_number_of_levels():
     assert [shape[2] for shape in level_shapes(three)] == [24, 48, 96]
 
 
+def test_render_size_of_each_level():
+    ucf, demo = load_preset("ucf101-192").model, load_preset("demo-64").model
+    assert [ucf.render_size(level) for level in range(1, 5)] == [24, 48, 96, 192]
+    assert ucf.render_size() == ucf.resolution == 192  # default: the render level (4)
+    assert [demo.render_size(level) for level in range(1, 4)] == [16, 32, 64] and demo.resolution == 64
+    # crops shrink the training levels, not what inference renders
+    cropped = load_preset("ucf101-192", ["model.crop_factors=[2, 2, 1]"]).model
+    assert cropped.level_sizes == [24, 24, 24, 48] and cropped.render_size(4) == 192
+
+
 def test_preset_specifics():
     assert load_preset("ucf101-192-bsr").model.batch_strides == [2, 2, 2]
     ff = load_preset("faceforensics-256")
@@ -172,3 +182,44 @@ def test_cli_subprocess_bad_key_exits_nonzero_without_traceback():
     assert proc.stderr.strip().splitlines() == [
         "tganv2: error: config key 'train.batch' expects int, got 'abc'"
     ]
+
+
+# Issue 12 §5, the model.* cases: each is refused with one line naming the field, before any work is done.
+MODEL_CASES = [
+    (["model.n_frames=4"], "model.n_frames=4 does not split evenly over model.frame_strides=[2, 2, 2]"),
+    (["model.n_frames=12"], "e.g. model.n_frames=16"),
+    (["model.frame_strides=[3, 3, 3]"], "model.frame_strides=[3, 3, 3] (fakes and reals"),
+    (["model.frame_strides=[3, 3, 3]"], "e.g. model.n_frames=27"),
+    (["model.n_frames=0"], "model.n_frames must be >= 1, got 0"),
+    (["model.clstm_kernel=2"], "model.clstm_kernel must be odd"),
+    (["model.clstm_kernel=0"], "model.clstm_kernel must be >= 1"),
+    (["model.z_dim=0"], "model.z_dim must be >= 1, got 0"),
+    (["model.ch=-1"], "model.ch must be >= 1, got -1"),
+    (["model.clstm_ch=0"], "model.clstm_ch must be >= 1"),
+    (["model.d_ch=0"], "model.d_ch must be >= 1"),
+    (["model.t_size=0"], "model.t_size must be >= 1"),
+    (["model.n_layers=0"], "model.n_layers must be >= 1"),
+    (["model.out_channels=0"], "model.out_channels must be >= 1"),
+    (["model.n_classes=-1"], "model.n_classes must be >= 0"),
+    (["model.bn_eps=0"], "model.bn_eps must be a finite number > 0"),
+    (["model.bn_eps=.nan"], "model.bn_eps must be a finite number > 0"),
+    (["model.clstm_forget_bias=.inf"], "model.clstm_forget_bias must be finite"),
+    (["model.frame_strides=[0, 2, 2]"], "model.frame_strides must all be >= 1, got [0, 2, 2]"),
+    (["model.batch_strides=[1, -2, 1]"], "model.batch_strides must all be >= 1"),
+    (["model.crop_factors=[0, 1, 1]"], "model.crop_factors must all be >= 1"),
+    (["model.crop_factors=[16, 1, 1]"], "model.crop_factors[0]=16 is larger than level 1's side of 8 px"),
+    (["model.batch_strides=[2, 2]"], "must have the same length (got 3, 2, 3)"),
+    (["model.crop_factors=[1, 1, 1, 1]"], "must have the same length (got 3, 3, 4)"),
+    (["model.render_level=0"], "model.render_level must be in 1..4, got 0"),
+    (["model.n_frames=1", "model.frame_strides=[1, 1, 1]", "train.batch=1"], "BatchNorm"),
+]
+
+
+@pytest.mark.parametrize("overrides, fragment", MODEL_CASES)
+def test_cli_refuses_bad_model_values_with_one_line(overrides, fragment, capsys, tmp_path):
+    code = main(["train", "--preset", "small-64", "--out", str(tmp_path / "run"), *overrides])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith("tganv2: error: ") and fragment in lines[0]
+    assert not (tmp_path / "run").exists()  # refused before anything was written

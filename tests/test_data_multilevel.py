@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from tganv2.config import PRESETS, apply_overrides, level_shapes, load_preset
 from tganv2.data import make_real_levels, real_levels_from_config
 from tganv2.errors import DataError
+from tganv2.nn.subsample import LayerDraw
 
 
 def coded_clips(n, t, size):
@@ -138,3 +140,41 @@ def test_wrong_clip_size_is_a_data_error():
     cfg = load_preset("small-64")
     with pytest.raises(DataError, match=r"model expects \(N, 3, 16, 64, 64\)"):
         real_levels_from_config(torch.zeros(2, 3, 16, 32, 32), cfg.model)
+
+
+def test_predrawn_per_sample_draws_pick_frames_and_windows():
+    """``ModelConfig.layer_draws(reals=True)``: sample i of level 2 has frames o_i, o_i + 2, ... of the
+    32-px window at origin_i, box-pooled to 8 px; the torch.Generator path is the same rule."""
+    cfg = load_preset("small-64", ["model.n_frames=8", "model.crop_factors=[2, 1, 1]", "train.batch=4"])
+    n, size = 4, cfg.model.resolution
+    x = torch.zeros(n, 3, 8, size, size)
+    x[:, 0] = torch.arange(8, dtype=torch.float32).view(1, 8, 1, 1)  # frame index
+    x[:, 1] = torch.arange(size, dtype=torch.float32).view(1, 1, size, 1)  # row index
+    x[:, 2] = torch.arange(size, dtype=torch.float32).view(1, 1, 1, size)  # column index
+    draws = cfg.model.layer_draws(n, np.random.default_rng(2), reals=True)
+    again = cfg.model.layer_draws(n, np.random.default_rng(2), reals=True)
+    assert all(torch.equal(a.frame_offset, b.frame_offset) for a, b in zip(draws, again))
+    offsets, origins = draws[0].frame_offset, draws[0].crop_origin  # (N,), (N, 2)
+    assert origins.shape == (n, 2) and int(origins.max()) <= size - size // 2
+    assert draws[1].crop_origin is None and draws[1].frame_offset.shape == (n,)
+    levels = real_levels_from_config(x, cfg.model, draws=draws)
+    assert levels[1].shape == (n, 3, 4, 8, 8)
+    for i in range(n):
+        o, (y0, x0) = int(offsets[i]), origins[i].tolist()
+        assert levels[1][i, 0, :, 0, 0].tolist() == [float(f) for f in range(o, 8, 2)]
+        assert levels[1][i, 1, 0, 0, 0].item() == y0 + 1.5  # mean of rows y0 .. y0 + 3
+        assert levels[1][i, 2, 0, 0, 0].item() == x0 + 1.5
+    # the older path draws per layer the offsets, then the crop origins, from its torch.Generator
+    replay = torch.Generator().manual_seed(7)
+    replayed = [
+        LayerDraw(torch.randint(0, 2, (n,), generator=replay), torch.randint(0, 33, (n, 2), generator=replay))
+    ]
+    replayed += [LayerDraw(torch.randint(0, 2, (n,), generator=replay)) for _ in range(2)]
+    legacy = real_levels_from_config(x, cfg.model, generator=torch.Generator().manual_seed(7))
+    from_draws = real_levels_from_config(x, cfg.model, draws=replayed)
+    assert all(torch.equal(a, b) for a, b in zip(legacy, from_draws))
+
+
+def test_frame_counts_that_do_not_split_are_a_data_error():
+    with pytest.raises(DataError, match=r"real clips of 12 frames: n_frames=12 does not split evenly"):
+        make_real_levels(torch.zeros(2, 3, 12, 16, 16), [2, 2, 2], [1, 1, 1])

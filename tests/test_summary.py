@@ -120,3 +120,10 @@ def test_level_shapes_with_crop_factors_agree_with_the_model():
     info = model_summary(cfg, 2)
     assert [tuple(v) for v in info["train_levels"]] == level_shapes(cfg, 2)
     assert level_shapes(cfg, 2) == [(2, 16, 24, 24), (2, 8, 24, 24), (2, 4, 24, 24), (2, 2, 48, 48)]
+
+
+@pytest.mark.parametrize("batch", ["0", "-3"])
+def test_bad_batch_is_one_line(batch, capsys):
+    assert main(["summary", "--preset", "small-64", "--batch", batch]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [f"tganv2: error: --batch must be >= 1, got {batch}"]

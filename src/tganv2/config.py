@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .errors import UserError
+from .nn import subsample as subsampling
+from .nn.subsample import LayerDraw, LevelShape
 
 __all__ = [
     "ModelConfig",
@@ -68,18 +72,42 @@ class ModelConfig:
     def n_levels(self) -> int:
         return len(self.frame_strides) + 1
 
+    def render_size(self, level: int | None = None) -> int:
+        """Frame side of ``level`` (default ``render_level``) at inference: t_size·8·2^(level − 1)."""
+        level = self.render_level if level is None else level
+        return self.t_size * 8 * 2 ** (level - 1)
+
     @property
     def resolution(self) -> int:
-        """Final frame size: t_size·8 at level 1, doubled at each further level (t_size·64 with 4 levels)."""
-        return self.t_size * 8 * 2 ** (self.n_levels - 1)
+        """Final frame size, the last level's: t_size·8 doubled at each further level (t_size·64 with 4)."""
+        return self.render_size(self.n_levels)
+
+    def level_plan(self, batch: int) -> list[LevelShape]:
+        """``(batch, frames, size)`` of each training level, fakes and reals alike (``level_plan``)."""
+        return subsampling.level_plan(
+            batch, self.n_frames, self.t_size * 8, self.frame_strides, self.batch_strides, self.crop_factors
+        )
 
     @property
     def level_sizes(self) -> list[int]:
         """Training frame size of each level: t_size·8, then each subsampling layer crops 1/c and doubles."""
-        sizes = [self.t_size * 8]
-        for crop in self.crop_factors:
-            sizes.append(2 * (sizes[-1] // crop))
-        return sizes
+        return [level.size for level in self.level_plan(1)]
+
+    def layer_draws(self, batch: int, rng: np.random.Generator, reals: bool = False) -> list[LayerDraw]:
+        """The random choices of every subsampling layer for a level-1 ``batch``, drawn from ``rng``.
+
+        ``reals=False``: the generator's rule (shared Python ints, for ``Generator.forward(draws=...)``);
+        ``reals=True``: per sample, crops inside the full-resolution windows (``real_levels_from_config``).
+        """
+        strides = (self.frame_strides, self.batch_strides, self.crop_factors)
+        if reals:  # the real clips are cropped at full resolution, before pooling to the level size
+            levels = subsampling.level_plan(batch, self.n_frames, self.resolution, *strides, growth=1)
+        else:
+            levels = self.level_plan(batch)
+        sizes = [level.size for level in levels[:-1]]  # the side each layer crops
+        return subsampling.draw_layers(
+            *strides, sizes, batch, rng, per_sample=reals, use_avg_pooling=self.use_avg_pooling
+        )
 
 
 @dataclass
@@ -247,20 +275,52 @@ def _split(override: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _validate(cfg: Config) -> None:
-    m = cfg.model
+_POSITIVE_MODEL_FIELDS = ("n_frames", "z_dim", "t_size", "ch", "clstm_ch", "n_layers", "clstm_kernel")
+_POSITIVE_MODEL_FIELDS += ("out_channels", "d_ch")
+
+
+def _validate_model(m: ModelConfig) -> None:
+    """One-line ConfigErrors naming the model.* field; afterwards fakes and reals have equal level shapes."""
+    for name in _POSITIVE_MODEL_FIELDS:
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
+    if m.clstm_kernel % 2 == 0:
+        raise ConfigError(
+            f"model.clstm_kernel must be odd (a 'same'-padded square kernel), got {m.clstm_kernel}"
+        )
+    if m.n_classes < 0:
+        raise ConfigError(f"model.n_classes must be >= 0 (0 = unconditional), got {m.n_classes}")
+    if not (math.isfinite(m.bn_eps) and m.bn_eps > 0):
+        raise ConfigError(f"model.bn_eps must be a finite number > 0, got {m.bn_eps}")
+    if not math.isfinite(m.clstm_forget_bias):
+        raise ConfigError(f"model.clstm_forget_bias must be finite, got {m.clstm_forget_bias}")
     n = len(m.frame_strides)
     if len(m.batch_strides) != n or len(m.crop_factors) != n:
         raise ConfigError(
             f"model.frame_strides, model.batch_strides and model.crop_factors must have the same length "
             f"(got {len(m.frame_strides)}, {len(m.batch_strides)}, {len(m.crop_factors)})"
         )
-    if any(s < 1 for s in [*m.frame_strides, *m.batch_strides, *m.crop_factors]):
-        raise ConfigError("model strides and crop factors must be >= 1")
+    for name in ("frame_strides", "batch_strides", "crop_factors"):
+        if any(v < 1 for v in getattr(m, name)):
+            raise ConfigError(f"model.{name} must all be >= 1, got {getattr(m, name)}")
     if not 1 <= m.render_level <= m.n_levels:
         raise ConfigError(f"model.render_level must be in 1..{m.n_levels}, got {m.render_level}")
-    if m.t_size < 1 or m.ch < 1 or m.clstm_ch < 1 or m.n_layers < 1 or m.n_frames < 1:
-        raise ConfigError("model.t_size, ch, clstm_ch, n_layers and n_frames must be >= 1")
+    works = subsampling.frame_count_that_works(m.n_frames, m.frame_strides)
+    if works != m.n_frames:
+        raise ConfigError(
+            f"model.n_frames={m.n_frames} does not split evenly over model.frame_strides={m.frame_strides} "
+            f"(fakes and reals would get levels of different lengths): use a multiple of "
+            f"{math.prod(m.frame_strides)}, e.g. model.n_frames={works}"
+        )
+    for k, (crop, level) in enumerate(zip(m.crop_factors, m.level_plan(1))):
+        if subsampling.crop_side(level.size, crop) < 1:
+            raise ConfigError(
+                f"model.crop_factors[{k}]={crop} is larger than level {k + 1}'s side of {level.size} px"
+            )
+
+
+def _validate(cfg: Config) -> None:
+    _validate_model(cfg.model)
     if cfg.train.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision must be fp32 or bf16, got {cfg.train.precision!r}")
     if cfg.train.batch < 1:
@@ -269,9 +329,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.clips_per_class must be >= 0 (0 = every clip), got {cfg.data.clips_per_class}"
         )
-    reduction = 1
-    for s in m.batch_strides:
-        reduction *= s
+    m = cfg.model
+    if cfg.train.batch * m.n_frames * m.t_size**2 < 2:
+        raise ConfigError(
+            f"train.batch × model.n_frames × model.t_size² must be >= 2 (the generator's BatchNorm needs "
+            f"more than one value per channel), got {cfg.train.batch} × {m.n_frames} × {m.t_size}²"
+        )
+    reduction = subsampling.batch_reductions(m.batch_strides)[-1]
     if cfg.train.batch % reduction:
         raise ConfigError(
             f"train.batch={cfg.train.batch} must be divisible by the total batch stride {reduction}"
@@ -341,16 +405,8 @@ def config_from_args(args, extra_overrides: list[str] = ()) -> Config:
 
 def level_shapes(cfg: Config, batch: int | None = None) -> list[tuple[int, int, int, int]]:
     """Per-level training shapes ``(batch, frames, height, width)`` of the generator's (and real) videos."""
-    m = cfg.model
     n = cfg.train.batch if batch is None else batch
-    sizes = m.level_sizes
-    t = m.n_frames
-    shapes = [(n, t, sizes[0], sizes[0])]
-    for frame_stride, batch_stride, size in zip(m.frame_strides, m.batch_strides, sizes[1:]):
-        n = -(-n // batch_stride)
-        t = t // frame_stride
-        shapes.append((n, t, size, size))
-    return shapes
+    return [(level.batch, level.frames, level.size, level.size) for level in cfg.model.level_plan(n)]
 
 
 def build_generator(cfg: Config):

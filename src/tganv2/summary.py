@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from .config import Config, add_config_arguments, build_discriminator, build_generator, config_from_args
+from .errors import UserError
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -26,7 +28,8 @@ def model_summary(cfg: Config, batch: int | None = None) -> dict:
         discriminator = build_discriminator(cfg)
         z = torch.empty(batch, cfg.model.z_dim)
         y = torch.zeros(batch, dtype=torch.long) if cfg.model.n_classes else None
-        levels = generator.train()(z, y, rng=torch.Generator().manual_seed(0))
+        draws = cfg.model.layer_draws(batch, np.random.default_rng(0))  # shapes do not depend on them
+        levels = generator.train()(z, y, draws=draws)
         block_shapes: list[list[list[int]]] = []
         for level_d, video in zip(discriminator.levels, levels):
             shapes, h = [], video
@@ -89,6 +92,8 @@ def print_summary(info: dict) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
     info = model_summary(cfg, args.batch)
     if args.json:

@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ABLATIONS, Config, apply_overrides, build_discriminator, build_generator, level_shapes
 from ..losses import generator_loss, r1_penalty
+from ..nn.subsample import batch_reductions
 
 __all__ = [
     "OFFICIAL_GFLOPS",
@@ -92,11 +93,7 @@ def variant_configs(cfg: Config) -> dict[str, Config]:
 
 def fractional_level_batches(cfg: Config, batch: int) -> list[float]:
     """batch / Π(batch strides up to level l): the official table's per-level batch (may be < 1)."""
-    out, n = [float(batch)], float(batch)
-    for stride in cfg.model.batch_strides:
-        n /= stride
-        out.append(n)
-    return out
+    return [batch / reduction for reduction in batch_reductions(cfg.model.batch_strides)]
 
 
 # --- counting machinery ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 from ..config import Config, apply_overrides
+from ..nn.subsample import batch_reductions, kept_frames
 from .cost import discriminator_cost, generator_cost
 
 __all__ = [
@@ -45,9 +46,9 @@ def _level_per_doubling_overrides(cfg: Config, resolution: int, subsample: bool,
     n_layers = int(math.log2(resolution // 8))  # 64 px: 3 layers (4 levels), 512 px: 6 layers (7 levels)
     frames, frame_strides = n_frames, []
     for _ in range(n_layers):
-        stride = 2 if subsample and frames >= 2 else 1
+        stride = 2 if subsample and frames % 2 == 0 else 1  # strides must split the frames evenly
         frame_strides.append(stride)
-        frames //= stride
+        frames = kept_frames(frames, stride)
     batch_stride = max(cfg.model.batch_strides) if subsample else 1
     batch_strides = [batch_stride] * n_layers
     return {
@@ -57,14 +58,14 @@ def _level_per_doubling_overrides(cfg: Config, resolution: int, subsample: bool,
         "model.batch_strides": batch_strides,
         "model.crop_factors": [1] * n_layers,
         "model.render_level": n_layers + 1,
-        "train.batch": batch_stride**n_layers,  # only so the config validates; the batch is passed apart
+        "train.batch": batch_reductions(batch_strides)[-1],  # so the config validates; batch passed apart
     }
 
 
 def scaling_configs(cfg: Config) -> dict[str, dict[str, dict[int, Config]]]:
     """``{family: {variant: {resolution: Config}}}`` for the three families and two variants."""
     naive = {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]}
-    reduction = math.prod(cfg.model.batch_strides)
+    reduction = batch_reductions(cfg.model.batch_strides)[-1]
     fixed_batch = {"train.batch": reduction}
     fixed = {
         "tganv2": {r: apply_overrides(cfg, {"model.t_size": r // 64, **fixed_batch}) for r in RESOLUTIONS},

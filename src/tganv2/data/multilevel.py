@@ -3,15 +3,15 @@
 From a batch of real clips ``x`` ``(N, 3, T, S, S)`` (S = the final resolution, e.g. 192):
   * level 1 is the full clip;
   * level l+1 is level l (at full resolution) passed through the same subsampling layer the generator uses,
-    ``tganv2.nn.subsample.subsample`` with ``per_sample=True``: every ``batch_strides[l]``-th sample, then
+    ``tganv2.nn.subsample.subsample_layer`` with per-sample draws: every ``batch_strides[l]``-th sample, then
     frames ``o, o + s, ...`` with a frame offset ``o`` drawn per sample (official real-data rule), or the
     mean over groups of ``s`` frames with ``use_avg_pooling``; with ``crop_factors[l] = c > 1``, a random
     window of 1/c of its side (paper §3.1; nested, so level l+1 lies inside level l's window);
   * each level is then box-mean pooled to the generator's level size: 8×8 / 4×4 / 2×2 / 1 for the four
     levels of the 192-px model (``box_pool``, applied after the temporal subsampling).
 Batch strides compose, so level l keeps every S_l-th sample with S = cumprod([1] + batch_strides), which is
-what the official updater's ``make_x_real`` does. The result has the shapes of
-``tganv2.config.level_shapes(cfg, N)``.
+what the official updater's ``make_x_real`` does. The result has the shapes of ``level_plan`` (and so of
+``tganv2.config.level_shapes(cfg, N)`` and of the generator's levels).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
-from ..nn.subsample import box_pool, subsample
+from ..nn.subsample import LayerDraw, box_pool, level_plan, subsample, subsample_layer
 from .base import to_float
 
 __all__ = ["make_real_levels", "real_levels_from_config"]
@@ -47,12 +47,15 @@ def make_real_levels(
     use_avg_pooling: bool = False,
     generator: torch.Generator | None = None,
     level_sizes: list[int] | None = None,
+    draws: list[LayerDraw] | None = None,
 ) -> list[Tensor]:
     """The L = len(frame_strides) + 1 real level videos of a batch ``(N, 3, T, S, S)``.
 
     ``x`` is float in [-1, 1] (uint8 clips are converted with ``to_float``). ``level_sizes`` are the
-    generator's level resolutions; by default S / 2^(L − l) for level l (24/48/96/192 for S = 192), which is
-    what ``level_shapes`` gives without crops. Offsets and crop positions come from ``generator``.
+    generator's level resolutions; by default those of ``level_plan`` for a level 1 of S / 2^(L − 1)
+    (24/48/96/192 for S = 192). Offsets and crop positions come from ``draws`` (one per-sample
+    ``LayerDraw`` per layer, e.g. ``ModelConfig.layer_draws(N, rng, reals=True)``), or else are drawn
+    from ``generator``.
     """
     if x.dim() != 5 or x.shape[-1] != x.shape[-2]:
         raise DataError(f"real clips must be (N, C, T, S, S), got {tuple(x.shape)}")
@@ -62,26 +65,39 @@ def make_real_levels(
     crop_factors = list(crop_factors) if crop_factors is not None else [1] * n_layers
     if len(batch_strides) != n_layers or len(crop_factors) != n_layers:
         raise DataError("frame_strides, batch_strides and crop_factors must have the same length")
-    if level_sizes is None:
-        level_sizes = [x.shape[-1] // 2 ** (n_layers - level) for level in range(n_layers + 1)]
-    full_resolution = [x]  # level l at the input resolution (inside its crop window)
-    for frame_stride, batch_stride, crop_factor in zip(frame_strides, batch_strides, crop_factors):
-        full_resolution.append(
-            subsample(
-                full_resolution[-1],
-                frame_stride=frame_stride,
-                batch_stride=batch_stride,
-                crop_factor=crop_factor,
-                use_avg_pooling=use_avg_pooling,
-                per_sample=True,
-                generator=generator,
-            )
+    if draws is not None and len(draws) != n_layers:
+        raise DataError(f"draws must hold {n_layers} LayerDraws, got {len(draws)}")
+    try:
+        plan = level_plan(
+            x.shape[0], x.shape[2], x.shape[-1] >> n_layers, frame_strides, batch_strides, crop_factors
         )
+    except ValueError as e:
+        raise DataError(f"real clips of {x.shape[2]} frames: {e}") from None
+    if level_sizes is None:
+        level_sizes = [level.size for level in plan]
+    full_resolution = [x]  # level l at the input resolution (inside its crop window)
+    for k, layer in enumerate(zip(frame_strides, batch_strides, crop_factors)):
+        if draws is not None:
+            level = subsample_layer(full_resolution[-1], draws[k], *layer, use_avg_pooling=use_avg_pooling)
+        else:
+            level = subsample(
+                full_resolution[-1], *layer, use_avg_pooling, per_sample=True, generator=generator
+            )
+        full_resolution.append(level)
     return [_pool_to(level, size) for level, size in zip(full_resolution, level_sizes)]
 
 
-def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | None = None) -> list[Tensor]:
-    """``make_real_levels`` with the strides, crops and level sizes of a ``ModelConfig``."""
+def real_levels_from_config(
+    x: Tensor,
+    model_cfg,
+    generator: torch.Generator | None = None,
+    draws: list[LayerDraw] | None = None,
+) -> list[Tensor]:
+    """``make_real_levels`` with the strides, crops and level sizes of a ``ModelConfig``.
+
+    ``draws``: per-sample ``LayerDraw``s from ``model_cfg.layer_draws(N, rng, reals=True)``; without them
+    the offsets and crops are drawn from ``generator`` (the older path).
+    """
     resolution = model_cfg.resolution
     if x.shape[-1] != resolution or x.shape[-2] != resolution or x.shape[2] != model_cfg.n_frames:
         raise DataError(
@@ -97,4 +113,5 @@ def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | N
         use_avg_pooling=model_cfg.use_avg_pooling,
         generator=generator,
         level_sizes=model_cfg.level_sizes,  # the generator's rule
+        draws=draws,
     )

@@ -173,7 +173,7 @@ def generator_protocol(generator: nn.Module, n_frames: int, render_level: int | 
     record: dict[str, Any] = {"frames": n_frames, "render_level": level}
     if cfg is not None:
         record["preset"] = cfg.preset
-        record["resolution"] = cfg.model.t_size * 8 * 2 ** (level - 1) if level else cfg.model.resolution
+        record["resolution"] = cfg.model.render_size(level) if level else cfg.model.resolution
     return record
 
 

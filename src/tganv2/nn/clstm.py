@@ -8,6 +8,8 @@ Two 3×3 convolutions with 4·C outputs: one on the input (with bias), one on th
 
 The state starts at zero. There is no special forget-gate bias in the official model; ``forget_bias``
 (default 0) optionally initialises the f part of the input bias to a constant (Jozefowicz et al., 2015).
+The official unroll's ``stride``/``offset`` options are 1 and 0 in every official config, so every step is
+kept here and they do not exist.
 """
 
 from __future__ import annotations
@@ -65,20 +67,15 @@ class ConvLSTM(nn.ModuleList):
     ) -> None:
         super().__init__(ConvLSTMCell(channels, channels, kernel_size, forget_bias) for _ in range(n_layers))
 
-    def forward(self, x0: Tensor, n_steps: int, stride: int = 1, offset: int = 0) -> Tensor:
-        """Unroll ``offset + (n_steps − 1)·stride + 1`` steps; keep every ``stride``-th from ``offset``.
-
-        x0: ``(N, C, H, W)``, the input at t = 0. Returns ``(N, n_steps, C, H, W)``.
-        """
+    def forward(self, x0: Tensor, n_steps: int) -> Tensor:
+        """Unroll ``n_steps`` steps. x0: ``(N, C, H, W)``, the input at t = 0 → ``(N, n_steps, C, H, W)``."""
         n, c, hgt, wdt = x0.shape
         states = [(x0.new_zeros(n, c, hgt, wdt), x0.new_zeros(n, c, hgt, wdt)) for _ in self]
-        total = offset + (n_steps - 1) * stride + 1
-        kept = []
-        for t in range(total):
+        outputs = []
+        for t in range(n_steps):
             inp = x0 if t == 0 else None  # z enters through the first input only
             for k, cell in enumerate(self):
                 states[k] = cell(inp, states[k])
                 inp = states[k][0]
-            if t >= offset and (t - offset) % stride == 0:
-                kept.append(inp)
-        return torch.stack(kept, dim=1)  # (N, T, C, H, W)
+            outputs.append(inp)
+        return torch.stack(outputs, dim=1)  # (N, T, C, H, W)

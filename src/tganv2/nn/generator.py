@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .clstm import ConvLSTM
 from .init import glorot_uniform_, lecun_normal_
-from .subsample import subsample
+from .subsample import LayerDraw, level_plan, subsample, subsample_batch, subsample_layer
 
 __all__ = ["Generator", "UpBlock", "Renderer", "ConditionalBatchNorm2d", "make_batch_norm"]
 
@@ -49,6 +49,11 @@ def make_batch_norm(channels: int, n_classes: int, eps: float) -> nn.Module:
 
 def _norm(bn: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
     return bn(x, y) if isinstance(bn, ConditionalBatchNorm2d) else bn(x)
+
+
+def _per_frame(y: Tensor | None, frames: int) -> Tensor | None:
+    """Labels ``(N,)`` → ``(N·T,)``, one per frame of the folded batch (sample-major, like the frames)."""
+    return None if y is None else y[:, None].expand(-1, frames).reshape(-1)
 
 
 def _upsample(x: Tensor) -> Tensor:
@@ -133,12 +138,13 @@ class Generator(nn.Module):
         self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel, clstm_forget_bias)
         channels = block_channels(ch, clstm_ch, self.n_levels)
         self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
-        self.renderers = nn.ModuleList(
-            Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:]
-        )
+        self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:])
 
     def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        """z ~ U(−1, 1)^(n × z_dim), float32, drawn on the CPU from ``generator`` (reproducible)."""
+        """z ~ U(−1, 1)^(n × z_dim), float32, drawn on the CPU from ``generator`` (reproducible).
+
+        On an accelerator this is a host→device copy; a training step should draw z on the device itself.
+        """
         z = torch.rand(n, self.z_dim, generator=generator, device="cpu") * 2 - 1
         return z.to(device or self.fc.weight.device)
 
@@ -149,11 +155,14 @@ class Generator(nn.Module):
         n_frames: int | None = None,
         render_level: int | None = None,
         rng: torch.Generator | None = None,
+        draws: list[LayerDraw] | None = None,
     ) -> list[Tensor] | Tensor:
         """Training: list of ``(N_l, 3, T_l, H_l, W_l)``. Eval: ``(N, 3, n_frames, H, W)`` at one level.
 
-        z: ``(N, z_dim)``; y: ``(N,)`` class labels when ``n_classes > 0``; ``rng`` drives the random
-        frame offsets and crops of the subsampling layers (training only).
+        z: ``(N, z_dim)``; y: ``(N,)`` class labels when ``n_classes > 0``. In training, the frame offsets
+        and crops of the subsampling layers come from ``draws`` (one shared ``LayerDraw`` per layer, e.g.
+        ``ModelConfig.layer_draws``: no torch RNG, no host sync, one compiled graph), or else are drawn
+        from ``rng``, a CPU ``torch.Generator`` (the older path).
         """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (N, {self.z_dim}), got {tuple(z.shape)}")
@@ -161,11 +170,18 @@ class Generator(nn.Module):
             raise ValueError("labels y are required exactly when n_classes > 0")
         n = z.shape[0]
         n_frames = n_frames or self.n_frames
+        if self.training:
+            # validates the frame count: every layer must keep the same frames for any offset
+            level_plan(
+                n, n_frames, self.t_size * 8, self.frame_strides, self.batch_strides, self.crop_factors
+            )
+            if draws is not None and len(draws) != self.n_levels - 1:
+                raise ValueError(f"draws must hold {self.n_levels - 1} LayerDraws, got {len(draws)}")
         h0 = self.fc(z).view(n, self.clstm_ch, self.t_size, self.t_size)  # channel-major reshape
         h = self.clstm(h0, n_frames)  # (N, T, C, t, t)
-        t = h.shape[1]
+        t = n_frames
         h = h.reshape(n * t, *h.shape[2:])  # (N·T, C, t, t), sample-major then time
-        y_frames = None if y is None else y.repeat_interleave(t)  # (N·T,)
+        y_frames = _per_frame(y, t)  # (N·T,) or None
         for block in self.blocks[:3]:
             h = block(h, y_frames)
 
@@ -180,21 +196,19 @@ class Generator(nn.Module):
         levels = [self._to_video(self.renderers[0](h, y_frames), n)]
         for k in range(self.n_levels - 1):
             h5 = h.view(n, t, *h.shape[1:])  # (N, T, C, H, W)
-            h5 = subsample(
-                h5,
-                frame_stride=self.frame_strides[k],
-                batch_stride=self.batch_strides[k],
-                crop_factor=self.crop_factors[k],
-                use_avg_pooling=self.use_avg_pooling,
-                per_sample=False,
-                time_dim=1,
-                generator=rng,
-            )
-            if y is not None:
-                y = y[:: self.batch_strides[k]]
+            layer = (self.frame_strides[k], self.batch_strides[k], self.crop_factors[k], self.use_avg_pooling)
+            if draws is not None:
+                h5 = subsample_layer(h5, draws[k], *layer, time_dim=1)
+            else:
+                h5 = subsample(h5, *layer, per_sample=False, time_dim=1, generator=rng)
+            y = None if y is None else subsample_batch(y, self.batch_strides[k])
+            if self.frame_strides[k] > 1 and not self.use_avg_pooling:
+                # the kept frames as a map of their own, as the reshape below would copy them anyway (it
+                # saves one copy only when N' = T' = 1); keeps `bench cost`'s saved-bytes accounting stable
+                h5 = h5.clone(memory_format=torch.contiguous_format)
             n, t = h5.shape[:2]
             h = h5.reshape(n * t, *h5.shape[2:])  # (N'·T', C, H', W')
-            y_frames = None if y is None else y.repeat_interleave(t)
+            y_frames = _per_frame(y, t)
             h = self.blocks[3 + k](h, y_frames)
             levels.append(self._to_video(self.renderers[k + 1](h, y_frames), n))
         return levels
