@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
-from ..nn.subsample import box_pool, subsample
+from ..nn.subsample import LayerDraw, box_pool, subsample
 from .base import to_float
 
 __all__ = ["make_real_levels", "real_levels_from_config"]
@@ -47,12 +47,14 @@ def make_real_levels(
     use_avg_pooling: bool = False,
     generator: torch.Generator | None = None,
     level_sizes: list[int] | None = None,
+    draws: list[LayerDraw] | None = None,
 ) -> list[Tensor]:
     """The L = len(frame_strides) + 1 real level videos of a batch ``(N, 3, T, S, S)``.
 
     ``x`` is float in [-1, 1] (uint8 clips are converted with ``to_float``). ``level_sizes`` are the
     generator's level resolutions; by default S / 2^(L − l) for level l (24/48/96/192 for S = 192), which is
-    what ``level_shapes`` gives without crops. Offsets and crop positions come from ``generator``.
+    what ``level_shapes`` gives without crops. Offsets and crop positions come from ``draws`` (per-sample
+    ``draw_layers``) if given, else from ``generator``.
     """
     if x.dim() != 5 or x.shape[-1] != x.shape[-2]:
         raise DataError(f"real clips must be (N, C, T, S, S), got {tuple(x.shape)}")
@@ -65,7 +67,7 @@ def make_real_levels(
     if level_sizes is None:
         level_sizes = [x.shape[-1] // 2 ** (n_layers - level) for level in range(n_layers + 1)]
     full_resolution = [x]  # level l at the input resolution (inside its crop window)
-    for frame_stride, batch_stride, crop_factor in zip(frame_strides, batch_strides, crop_factors):
+    for k, (frame_stride, batch_stride, crop_factor) in enumerate(zip(frame_strides, batch_strides, crop_factors)):
         full_resolution.append(
             subsample(
                 full_resolution[-1],
@@ -75,12 +77,15 @@ def make_real_levels(
                 use_avg_pooling=use_avg_pooling,
                 per_sample=True,
                 generator=generator,
+                draw=None if draws is None else draws[k],
             )
         )
     return [_pool_to(level, size) for level, size in zip(full_resolution, level_sizes)]
 
 
-def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | None = None) -> list[Tensor]:
+def real_levels_from_config(
+    x: Tensor, model_cfg, generator: torch.Generator | None = None, draws: list[LayerDraw] | None = None
+) -> list[Tensor]:
     """``make_real_levels`` with the strides, crops and level sizes of a ``ModelConfig``."""
     resolution = model_cfg.resolution
     if x.shape[-1] != resolution or x.shape[-2] != resolution or x.shape[2] != model_cfg.n_frames:
@@ -97,4 +102,5 @@ def real_levels_from_config(x: Tensor, model_cfg, generator: torch.Generator | N
         use_avg_pooling=model_cfg.use_avg_pooling,
         generator=generator,
         level_sizes=model_cfg.level_sizes,  # the generator's rule
+        draws=draws,
     )

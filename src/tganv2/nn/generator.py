@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .clstm import ConvLSTM
 from .init import glorot_uniform_, lecun_normal_
-from .subsample import subsample
+from .subsample import LayerDraw, subsample
 
 __all__ = ["Generator", "UpBlock", "Renderer", "ConditionalBatchNorm2d", "make_batch_norm"]
 
@@ -138,8 +138,10 @@ class Generator(nn.Module):
         )
 
     def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        """z ~ U(−1, 1)^(n × z_dim), float32, drawn on the CPU from ``generator`` (reproducible)."""
-        z = torch.rand(n, self.z_dim, generator=generator, device="cpu") * 2 - 1
+        """z ~ U(−1, 1)^(n × z_dim), float32, drawn from ``generator`` on its own device (CPU by default;
+        a generator on the model's device needs no host-to-device copy), then moved to ``device``."""
+        where = generator.device if generator is not None else "cpu"
+        z = torch.rand(n, self.z_dim, generator=generator, device=where) * 2 - 1
         return z.to(device or self.fc.weight.device)
 
     def forward(
@@ -149,11 +151,13 @@ class Generator(nn.Module):
         n_frames: int | None = None,
         render_level: int | None = None,
         rng: torch.Generator | None = None,
+        draws: list[LayerDraw] | None = None,
     ) -> list[Tensor] | Tensor:
         """Training: list of ``(N_l, 3, T_l, H_l, W_l)``. Eval: ``(N, 3, n_frames, H, W)`` at one level.
 
         z: ``(N, z_dim)``; y: ``(N,)`` class labels when ``n_classes > 0``; ``rng`` drives the random
-        frame offsets and crops of the subsampling layers (training only).
+        frame offsets and crops of the subsampling layers (training only), unless ``draws`` (one
+        ``LayerDraw`` per layer, from ``draw_layers``) gives them: then no torch RNG and no host sync.
         """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (N, {self.z_dim}), got {tuple(z.shape)}")
@@ -189,6 +193,7 @@ class Generator(nn.Module):
                 per_sample=False,
                 time_dim=1,
                 generator=rng,
+                draw=None if draws is None else draws[k],
             )
             if y is not None:
                 y = y[:: self.batch_strides[k]]

@@ -10,8 +10,10 @@ Eq. 8-9: h'[m, τ] = h[m·s_n, τ·s_t + b_t] with b_t ~ U{0, s_t − 1}, i.e. i
 Variants: average pooling over groups of ``frame_stride`` frames (``use_avg_pooling``) and the paper's
 spatial random crop (§3.1: "crop function where rectangle size is fixed but the position is random").
 
-All randomness comes from a passed ``torch.Generator`` (CPU), so runs are reproducible. Every function is
-built from indexing and means, so gradients flow to the kept entries.
+Randomness is drawn *before* the forward (``draw_layers``, from a ``numpy.random.Generator``) and passed
+in as one ``LayerDraw`` per layer: shared offsets are Python ints, per-sample ones CPU LongTensors, so the
+forward needs no host sync. A passed ``torch.Generator`` (CPU) still works in place of draws. Every
+function is built from indexing and means, so gradients flow to the kept entries.
 
 Layouts: a video batch is ``(N, C, T, H, W)``; the generator's folded abstract map is ``(N·T, C, H, W)``
 and is unfolded to ``(N, T, C, H, W)`` before these functions are applied (``time_dim=1``).
@@ -19,11 +21,16 @@ and is unfolded to ``(N, T, C, H, W)`` before these functions are applied (``tim
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "LayerDraw",
+    "draw_layers",
     "draw_frame_offsets",
     "subsample_frames",
     "avgpool_frames",
@@ -38,6 +45,50 @@ __all__ = [
 def n_kept(length: int, stride: int, offset: int = 0) -> int:
     """Number of entries that ``x[offset::stride]`` keeps from an axis of ``length``."""
     return max(0, -(-(length - offset) // stride))
+
+
+@dataclass(frozen=True)
+class LayerDraw:
+    """The random choices of one subsampling layer, drawn before the forward."""
+
+    frame_offset: int | Tensor  # int: shared by the batch (fakes); LongTensor (N_l,): per sample (reals)
+    crop_origin: tuple[int, int] | Tensor | None = None  # (y0, x0) shared, or (N_l, 2) per sample; None: no crop
+
+
+def draw_layers(
+    frame_strides: list[int],
+    batch_strides: list[int],
+    crop_factors: list[int],
+    sizes: list[int],  # spatial size of the map entering each layer
+    batch: int,  # batch entering the first layer
+    rng: np.random.Generator,
+    per_sample: bool = False,
+    use_avg_pooling: bool = False,
+) -> list[LayerDraw]:
+    """One ``LayerDraw`` per layer, drawn in layer order (offset, then crop) after each batch stride.
+
+    Per-sample draws are CPU LongTensors built from numpy (the caller moves them to the device).
+    """
+    draws = []
+    n = batch
+    for frame_stride, batch_stride, crop_factor, size in zip(frame_strides, batch_strides, crop_factors, sizes):
+        n = n_kept(n, batch_stride)
+        offset: int | Tensor = 0
+        if frame_stride > 1 and not use_avg_pooling:
+            if per_sample:
+                offset = torch.from_numpy(rng.integers(0, frame_stride, n, dtype=np.int64))
+            else:
+                offset = int(rng.integers(0, frame_stride))
+        origin: tuple[int, int] | Tensor | None = None
+        if crop_factor > 1:
+            high = size - size // crop_factor + 1
+            if per_sample:
+                origin = torch.from_numpy(rng.integers(0, high, (n, 2), dtype=np.int64))
+            else:
+                y0, x0 = rng.integers(0, high, 2)
+                origin = (int(y0), int(x0))
+        draws.append(LayerDraw(offset, origin))
+    return draws
 
 
 def draw_frame_offsets(
@@ -99,8 +150,11 @@ def draw_crop_origins(
     return torch.randint(0, size - crop + 1, shape, generator=generator, device="cpu")
 
 
-def crop_spatial(x: Tensor, crop: int, origins: Tensor) -> Tensor:
-    """Square spatial crop of the last two axes; ``origins`` is ``(2,)`` or per-sample ``(N, 2)``."""
+def crop_spatial(x: Tensor, crop: int, origins: tuple[int, int] | Tensor) -> Tensor:
+    """Square spatial crop of the last two axes; ``origins`` is ``(y0, x0)``, ``(2,)`` or per-sample ``(N, 2)``."""
+    if isinstance(origins, tuple):
+        y0, x0 = origins
+        return x[..., y0 : y0 + crop, x0 : x0 + crop]
     if origins.dim() == 1:
         y0, x0 = (int(v) for v in origins)
         return x[..., y0 : y0 + crop, x0 : x0 + crop]
@@ -122,23 +176,31 @@ def subsample(
     per_sample: bool = False,
     time_dim: int = 2,
     generator: torch.Generator | None = None,
+    draw: LayerDraw | None = None,
 ) -> Tensor:
     """One subsampling layer: batch stride, then frames (strided or pooled), then an optional crop.
 
     ``per_sample=False`` is the generator's rule (one offset, one crop position for the batch);
     ``per_sample=True`` is the real-data rule (independent per sample). Offsets are drawn after the batch
-    stride, from ``generator``. ``crop_factor`` c > 1 keeps a random ``H/c × W/c`` window.
+    stride, from ``generator``, unless ``draw`` (from ``draw_layers``) gives them. ``crop_factor`` c > 1 keeps
+    a random ``H/c × W/c`` window.
     """
     x = subsample_batch(x, batch_stride)
     if use_avg_pooling:
         x = avgpool_frames(x, frame_stride, time_dim)
     elif frame_stride > 1:
-        offset = draw_frame_offsets(frame_stride, x.shape[0] if per_sample else None, generator)
+        if draw is not None:
+            offset = draw.frame_offset
+        else:
+            offset = draw_frame_offsets(frame_stride, x.shape[0] if per_sample else None, generator)
         x = subsample_frames(x, frame_stride, offset, time_dim)
     if crop_factor > 1:
         size = x.shape[-1]
         crop = size // crop_factor
-        origins = draw_crop_origins(size, crop, x.shape[0] if per_sample else None, generator)
+        if draw is not None:
+            origins = draw.crop_origin
+        else:
+            origins = draw_crop_origins(size, crop, x.shape[0] if per_sample else None, generator)
         x = crop_spatial(x, crop, origins)
     return x
 
