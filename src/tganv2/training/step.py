@@ -55,7 +55,7 @@ from ..nn.subsample import LayerDraw, draw_layers, subsample_batch
 from .checkpoint import capture_rng, restore_rng
 from .distributed import all_gather_objects
 
-__all__ = ["Trainer", "make_optimizer", "adam_eps", "linear_decay", "real_levels", "STATS"]
+__all__ = ["Trainer", "make_optimizer", "adam_eps", "adam_step", "linear_decay", "real_levels", "STATS"]
 
 RealBatch = tuple[Tensor, Tensor | None]  # (clips float (B, C, T, S, S) in [-1, 1], labels (B,) or None)
 
@@ -74,6 +74,14 @@ def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Adam:
 def adam_eps(eps: float, beta2: float, t: int, convention: str) -> float:
     """The eps that makes torch's Adam at step ``t`` (1-based) apply ``convention``'s update (see above)."""
     return eps / math.sqrt(1.0 - beta2**t) if convention == "chainer" else eps
+
+
+def adam_step(optimizer: torch.optim.Adam, t: int, cfg: Config) -> None:
+    """Adam step ``t`` (1-based: the optimiser's own count after this step) in ``cfg``'s eps convention."""
+    train = cfg.train
+    for group in optimizer.param_groups:
+        group["eps"] = adam_eps(train.adam_eps, group["betas"][1], t, train.adam_eps_convention)
+    optimizer.step()
 
 
 def linear_decay(iterations: int) -> Callable[[int], float]:
@@ -202,10 +210,7 @@ class Trainer:
     def _adam_step(self, optimizer: torch.optim.Adam, module: nn.Module, t: int, extra: Tensor) -> None:
         """Check ``module``'s gradients and ``extra`` for non-finite values, then Adam step ``t``."""
         self._flag_non_finite([p.grad for p in module.parameters() if p.grad is not None] + [extra])
-        train = self.cfg.train
-        for group in optimizer.param_groups:
-            group["eps"] = adam_eps(train.adam_eps, group["betas"][1], t, train.adam_eps_convention)
-        optimizer.step()
+        adam_step(optimizer, t, self.cfg)
 
     def step(self, next_real: Callable[[], RealBatch]) -> None:
         """One iteration; ``next_real()`` returns a real batch ``(clips (B, C, T, S, S), labels)``.
