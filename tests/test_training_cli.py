@@ -218,7 +218,9 @@ def _inject_nan_gradient(monkeypatch) -> None:
         ("nan_gradient", "ckpt-0000002.pt", "non-finite gradients at iteration 3"),
     ],
 )
-def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(tmp_path, monkeypatch, capsys, fault, named, message):
+def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(
+    tmp_path, monkeypatch, capsys, fault, named, message
+):
     """train.lr=1e10, a NaN in a real batch, a NaN gradient: the run stops (exit 3, one line) without saving
     the bad state, and the checkpoint it names has finite weights and generates non-constant videos."""
     from tganv2.cli import main
@@ -240,7 +242,10 @@ def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(tmp_path, monkeyp
     for net in ("generator", "discriminator"):
         assert all(torch.isfinite(v).all() for v in state[net].values() if v.is_floating_point()), net
     npz = tmp_path / "videos.npz"
-    assert main(["generate", "--checkpoint", str(out / "checkpoints" / named), "--n", "2", "--out", str(npz)]) == 0
+    assert (
+        main(["generate", "--checkpoint", str(out / "checkpoints" / named), "--n", "2", "--out", str(npz)])
+        == 0
+    )
     with np.load(npz, allow_pickle=False) as data:
         videos = data["videos"]  # (2, 3, T, 64, 64) uint8
     assert videos.shape[:2] == (2, 3) and len(np.unique(videos)) > 10

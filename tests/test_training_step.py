@@ -43,7 +43,10 @@ def _recording(trainer: Trainer) -> tuple[dict, dict]:
         return out
 
     trainer._draws = recorded
-    for key, opt, module in (("g", trainer.opt_g, trainer.generator), ("d", trainer.opt_d, trainer.discriminator)):
+    for key, opt, module in (
+        ("g", trainer.opt_g, trainer.generator),
+        ("d", trainer.opt_d, trainer.discriminator),
+    ):
 
         def keep(optimizer, args, kwargs, key=key, module=module):
             grads[key] = {n: p.grad.detach().clone() for n, p in module.named_parameters()}
@@ -108,7 +111,10 @@ def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
         assert ours.keys() == ref.keys()
         for name in ref:
             torch.testing.assert_close(ours[name], ref[name], rtol=1e-10, atol=1e-14, msg=name)
-    for module, ref_module, ref_grads in ((trainer.generator, G0, g_grads), (trainer.discriminator, D0, d_grads)):
+    for module, ref_module, ref_grads in (
+        (trainer.generator, G0, g_grads),
+        (trainer.discriminator, D0, d_grads),
+    ):
         params = [p.detach() for p in ref_module.parameters()]
         moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         _chainer_adam(params, [ref_grads[n] for n, _ in ref_module.named_parameters()], moments, 1, cfg)

@@ -67,7 +67,9 @@ def make_real_levels(
     if level_sizes is None:
         level_sizes = [x.shape[-1] // 2 ** (n_layers - level) for level in range(n_layers + 1)]
     full_resolution = [x]  # level l at the input resolution (inside its crop window)
-    for k, (frame_stride, batch_stride, crop_factor) in enumerate(zip(frame_strides, batch_strides, crop_factors)):
+    for k, (frame_stride, batch_stride, crop_factor) in enumerate(
+        zip(frame_strides, batch_strides, crop_factors)
+    ):
         full_resolution.append(
             subsample(
                 full_resolution[-1],

@@ -52,7 +52,7 @@ class LayerDraw:
     """The random choices of one subsampling layer, drawn before the forward."""
 
     frame_offset: int | Tensor  # int: shared by the batch (fakes); LongTensor (N_l,): per sample (reals)
-    crop_origin: tuple[int, int] | Tensor | None = None  # (y0, x0) shared, or (N_l, 2) per sample; None: no crop
+    crop_origin: tuple[int, int] | Tensor | None = None  # (y0, x0) shared, (N_l, 2) per sample; None: no crop
 
 
 def draw_layers(
@@ -71,7 +71,9 @@ def draw_layers(
     """
     draws = []
     n = batch
-    for frame_stride, batch_stride, crop_factor, size in zip(frame_strides, batch_strides, crop_factors, sizes):
+    for frame_stride, batch_stride, crop_factor, size in zip(
+        frame_strides, batch_strides, crop_factors, sizes
+    ):
         n = n_kept(n, batch_stride)
         offset: int | Tensor = 0
         if frame_stride > 1 and not use_avg_pooling:
@@ -151,7 +153,7 @@ def draw_crop_origins(
 
 
 def crop_spatial(x: Tensor, crop: int, origins: tuple[int, int] | Tensor) -> Tensor:
-    """Square spatial crop of the last two axes; ``origins`` is ``(y0, x0)``, ``(2,)`` or per-sample ``(N, 2)``."""
+    """Square spatial crop of the last two axes; ``origins`` is ``(y0, x0)``, ``(2,)`` or ``(N, 2)``."""
     if isinstance(origins, tuple):
         y0, x0 = origins
         return x[..., y0 : y0 + crop, x0 : x0 + crop]

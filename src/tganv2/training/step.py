@@ -330,7 +330,7 @@ class Trainer:
         }
 
     def state_dict(self) -> dict:
-        """Everything a bit-exact resume needs, with every rank's streams (a collective: call on all ranks)."""
+        """Everything a bit-exact resume needs, every rank's streams included (all ranks must call it)."""
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
