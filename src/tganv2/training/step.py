@@ -222,7 +222,11 @@ class Trainer:
         for inner in range(n_dis):
             clips, labels = next_real()
             clips = clips.to(self.device, non_blocking=True)
-            labels = None if labels is None or cfg.model.n_classes == 0 else labels.to(self.device)
+            labels = (
+                None
+                if labels is None or cfg.model.n_classes == 0
+                else labels.to(self.device, non_blocking=True)
+            )
             batch = clips.shape[0]
             # 1. reals: S^D levels, leaves that require grad for R1
             real_draws = self._draws(batch, per_sample=True)
@@ -292,13 +296,16 @@ class Trainer:
         """Why the current weights must not be saved, or None if they are good (a few device reads).
 
         Good: no non-finite gradient or loss so far, every weight and buffer finite, and the generator
-        renders finite, non-constant videos (eval mode, as ``tganv2 generate``, from a fixed z).
+        renders finite, non-constant videos (eval mode, as ``tganv2 generate``, from a fixed z). With
+        several ranks, rank 0's verdict holds for all (all ranks must call it).
         """
         flag = self.found_inf.reshape(1).clone()
         if _distributed():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item():
-            return "a non-finite gradient or loss"
+        problem = "a non-finite gradient or loss" if flag.item() else self._weights_problem()
+        return all_gather_objects(problem)[0] if _distributed() else problem
+
+    def _weights_problem(self) -> str | None:
         for name, module in (("generator", self.generator), ("discriminator", self.discriminator)):
             tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
             if not torch.stack([torch.isfinite(t).all() for t in tensors]).all().item():
