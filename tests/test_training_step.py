@@ -388,3 +388,22 @@ def test_bf16_autocast_step_tracks_fp32(tiny_cfg):
     for key in ("loss_gen", "loss_dis"):
         assert results["bf16"][key] == pytest.approx(results["fp32"][key], rel=0.02), key
     assert 0 < results["bf16"]["loss_gp"] == pytest.approx(results["fp32"]["loss_gp"], rel=0.1)
+
+
+@pytest.mark.parametrize("n_classes", [0, 3])
+def test_check_healthy_refuses_weights_that_cannot_be_saved(tiny_cfg, n_classes):
+    """Good weights pass; a non-finite weight, or a generator that renders constant videos, does not."""
+    cfg = tiny_cfg(n_classes=n_classes)
+    trainer = Trainer(cfg)
+    assert trainer.check_healthy() is None
+    with torch.no_grad():
+        renderer = trainer.generator.renderers[-1].conv
+        saved = renderer.weight.clone(), renderer.bias.clone()
+        renderer.weight.zero_()
+        renderer.bias.fill_(0.5)  # every pixel tanh(0.5)
+        assert trainer.check_healthy() == "a generator that renders constant videos"
+        renderer.weight.copy_(saved[0])
+        renderer.bias.copy_(saved[1])
+        next(trainer.discriminator.parameters())[0].fill_(float("inf"))
+    assert trainer.check_healthy() == "non-finite discriminator weights"
+    assert trainer.generator.training  # the check's eval-mode render leaves G in training mode

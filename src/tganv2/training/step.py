@@ -315,8 +315,10 @@ class Trainer:
         G.eval()
         try:
             z_stream = torch.Generator(self.device).manual_seed(0)
+            z = G.make_z(2, generator=z_stream, device=self.device)
+            y = torch.arange(2, device=self.device) % G.n_classes if G.n_classes else None
             with torch.no_grad():
-                videos = G(G.make_z(2, generator=z_stream, device=self.device))  # (2, C, T, H, W)
+                videos = G(z, y)  # (2, C, T, H, W)
         finally:
             G.train(was_training)
         low, high = torch.stack([videos.amin(), videos.amax()]).tolist()
