@@ -253,6 +253,24 @@ def test_an_ordinary_iteration_reads_nothing_back_to_the_host(tiny_cfg, dotted):
     assert math.isfinite(stats["loss_dis"]) and stats["diverged"] == 0.0
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_ordinary_cuda_iteration_never_synchronises(tiny_cfg):
+    """On CUDA, torch's sync debug mode raises on any synchronising call inside the step."""
+    cfg = tiny_cfg("model.batch_strides=[1,2,2]", "model.crop_factors=[1,2,1]")
+    trainer = Trainer(cfg, "cuda")
+    clips = _fixed_inputs(cfg, cfg.train.batch)[0].cuda()  # the batch's own copy is the data path's
+    trainer.step(lambda: (clips, None))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.step(lambda: (clips, None))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    stats = trainer.read_stats()
+    assert math.isfinite(stats["loss_dis"]) and stats["diverged"] == 0.0
+
+
 def test_a_non_finite_gradient_skips_every_update_until_it_is_read(tiny_cfg):
     """The flag is set on the device; both Adams skip (weights and step counters unchanged) from then on."""
     cfg = tiny_cfg()
