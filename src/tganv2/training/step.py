@@ -94,9 +94,13 @@ def real_levels(clips: Tensor, cfg: Config, draws: list[LayerDraw]) -> list[Tens
     return real_levels_from_config(clips, cfg.model, draws=draws)
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _average_gradients(module: nn.Module) -> None:
     """All-reduce average of every gradient (one flat buffer), like ChainerMN's multi-node optimiser."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _distributed():
         return
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -106,10 +110,6 @@ def _average_gradients(module: nn.Module) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _stream_seed(seed: int, stream: int) -> list[int]:
