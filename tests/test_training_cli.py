@@ -93,7 +93,9 @@ def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
     args = ["--iterations", "3", "--checkpoint-every", "2", "--sample-every", "2"]
     result = _run(_train_cmd(out, *args, preset="demo-64"))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-0000002.pt", "ckpt-0000003.pt"]
+    # the initial weights (ckpt 0), then every 2 iterations and the last
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["ckpt-0000000.pt", "ckpt-0000002.pt", "ckpt-0000003.pt"]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [r for r in records if "loss_dis" in r]
     assert [r["iteration"] for r in losses] == [1, 2, 3]
@@ -166,49 +168,87 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "checkpoint written" in stdout
-    (ckpt,) = (out / "checkpoints").iterdir()
+    initial, ckpt = sorted((out / "checkpoints").iterdir())  # the initial weights and the signal's
+    assert initial.name == "ckpt-0000000.pt"
     state = torch.load(ckpt, weights_only=True)
     assert 3 <= state["trainer"]["iteration"] < 100000
     assert ckpt.name == f"ckpt-{state['trainer']['iteration']:07d}.pt"
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    from tganv2.cli import main
+def _inject_nan_batch(monkeypatch) -> None:
+    """A NaN pixel in the real batch of iteration 3."""
     from tganv2.training import step as step_module
 
     real_step = step_module.Trainer.step
 
-    def poisoned(self, next_real):
-        stats = real_step(self, next_real)
-        if self.iteration == 3:
-            stats["loss_dis"] = float("nan")
-        return stats
+    def step(self, next_real):
+        if self.iteration + 1 != 3:
+            return real_step(self, next_real)
 
-    monkeypatch.setattr(step_module.Trainer, "step", poisoned)
+        def poisoned():
+            clips, labels = next_real()
+            clips = clips.float() if clips.is_floating_point() else clips.float() / 127.5 - 1
+            clips[0, 0, 0, 0, 0] = float("nan")
+            return clips, labels
+
+        return real_step(self, poisoned)
+
+    monkeypatch.setattr(step_module.Trainer, "step", step)
+
+
+def _inject_nan_gradient(monkeypatch) -> None:
+    """A NaN in one generator gradient at iteration 3 (a hook on the parameter, before any all-reduce)."""
+    from tganv2.training import step as step_module
+
+    real_init = step_module.Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        weight = self.generator.fc.weight
+        weight.register_hook(lambda g: g * float("nan") if self.iteration + 1 == 3 else g)
+
+    monkeypatch.setattr(step_module.Trainer, "__init__", init)
+
+
+@pytest.mark.parametrize(
+    ("fault", "named", "message"),
+    [
+        ("lr", "ckpt-0000000.pt", "non-finite loss_gen, loss_dis, loss_gp, d_real, d_fake at iteration 2"),
+        ("nan_batch", "ckpt-0000002.pt", "non-finite loss_dis, d_real at iteration 3"),
+        ("nan_gradient", "ckpt-0000002.pt", "non-finite gradients at iteration 3"),
+    ],
+)
+def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(
+    tmp_path, monkeypatch, capsys, fault, named, message
+):
+    """train.lr=1e10, a NaN in a real batch, a NaN gradient: the run stops (exit 3, one line) without saving
+    the bad state, and the checkpoint it names has finite weights and generates non-constant videos."""
+    from tganv2.cli import main
+
+    overrides = ["train.lr=1e10"] if fault == "lr" else []
+    if fault == "nan_batch":
+        _inject_nan_batch(monkeypatch)
+    if fault == "nan_gradient":
+        _inject_nan_gradient(monkeypatch)
     out = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--preset",
-            "small-64",
-            "--out",
-            str(out),
-            "--iterations",
-            "5",
-            "--checkpoint-every",
-            "2",
-            "--sample-every",
-            "100",
-            "--no-progress",
-            *TINY,
-        ]
-    )
+    argv = ["--out", str(out), "--iterations", "6", "--checkpoint-every", "2", "--sample-every", "100"]
+    code = main(["train", "--preset", "small-64", *argv, "--no-progress", *TINY, *overrides])
     err = capsys.readouterr().err
-    assert code == 3
-    assert "non-finite loss_dis at iteration 3" in err and "ckpt-0000002.pt" in err
-    assert len(err.strip().splitlines()) == 1
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt-0000002.pt"]
-    assert torch.load(out / "checkpoints" / "ckpt-0000002.pt", weights_only=True)["trainer"]["iteration"] == 2
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert f"The last good checkpoint is {out / 'checkpoints' / named};" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == named  # nothing newer saved
+    state = torch.load(out / "checkpoints" / named, weights_only=True)["trainer"]
+    for net in ("generator", "discriminator"):
+        assert all(torch.isfinite(v).all() for v in state[net].values() if v.is_floating_point()), net
+    npz = tmp_path / "videos.npz"
+    assert (
+        main(["generate", "--checkpoint", str(out / "checkpoints" / named), "--n", "2", "--out", str(npz)])
+        == 0
+    )
+    with np.load(npz, allow_pickle=False) as data:
+        videos = data["videos"]  # (2, 3, T, 64, 64) uint8
+    assert videos.shape[:2] == (2, 3) and len(np.unique(videos)) > 10
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):

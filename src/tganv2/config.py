@@ -128,6 +128,9 @@ class TrainConfig:
     lr: float = 1e-4  # Adam alpha for G and D
     betas: tuple[float, float] = (0.0, 0.9)
     adam_eps: float = 8e-8
+    # chainer: eps outside Adam's bias correction, as the official Chainer 6 run (see training/step.py);
+    # torch: torch.optim.Adam's lr·m̂/(√v̂ + eps)
+    adam_eps_convention: str = "chainer"
     n_dis: int = 1  # D steps per iteration (G updated on the first only)
     r1_lambda: float = 0.5  # λ per device batch of 32, summed (reference §2.4)
     r1_reference_batch: int = 32  # λ_sum = r1_lambda * r1_reference_batch / batch (see docs)
@@ -323,6 +326,10 @@ def _validate(cfg: Config) -> None:
     _validate_model(cfg.model)
     if cfg.train.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision must be fp32 or bf16, got {cfg.train.precision!r}")
+    if cfg.train.adam_eps_convention not in ("chainer", "torch"):
+        raise ConfigError(
+            f"train.adam_eps_convention must be chainer or torch, got {cfg.train.adam_eps_convention!r}"
+        )
     if cfg.train.batch < 1:
         raise ConfigError(f"train.batch must be >= 1, got {cfg.train.batch}")
     if cfg.data.clips_per_class < 0:

@@ -1,7 +1,8 @@
 """Losses of the official ``DiracUpdater`` (reference.md §2.3-2.4; paper Eq. 10).
 
 * G: mean(softplus(−D(G(z)))), the non-saturating logistic loss over all concatenated level scores.
-* D: mean(softplus(−D(x_real))) + mean(softplus(D(x_fake))).
+* D: mean(softplus(−D(x_real))) + mean(softplus(D(x_fake))): ``discriminator_real_loss`` plus
+  ``discriminator_fake_loss`` (the cost accounting of ``tganv2.bench.cost`` differentiates each half alone).
 * R1 on real levels, *summed*: λ · Σ_levels Σ_samples Σ_elements (∂ΣD(x_real)/∂x_l)².
 
 λ and the batch (reference §2.4). The official run uses λ = 0.5 summed over a per-GPU batch of 32, with
@@ -17,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["generator_loss", "discriminator_loss", "r1_penalty", "r1_lambda_sum", "full_precision"]
+__all__ = [
+    "generator_loss",
+    "discriminator_loss",
+    "discriminator_real_loss",
+    "discriminator_fake_loss",
+    "r1_penalty",
+    "r1_lambda_sum",
+    "full_precision",
+]
 
 
 def full_precision(x: Tensor) -> Tensor:
@@ -30,8 +39,18 @@ def generator_loss(fake_scores: Tensor) -> Tensor:
     return F.softplus(-fake_scores).mean()
 
 
+def discriminator_real_loss(real_scores: Tensor) -> Tensor:
+    """The real half of the D loss, mean(softplus(−D(x_real))) over the concatenated ``(ΣN_l, 1)``."""
+    return F.softplus(-real_scores).mean()
+
+
+def discriminator_fake_loss(fake_scores: Tensor) -> Tensor:
+    """The fake half of the D loss, mean(softplus(D(x_fake))) over the concatenated ``(ΣN_l, 1)``."""
+    return F.softplus(fake_scores).mean()
+
+
 def discriminator_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
-    return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
+    return discriminator_real_loss(real_scores) + discriminator_fake_loss(fake_scores)
 
 
 def r1_penalty(real_scores: Tensor, real_levels: list[Tensor], lam: float) -> Tensor:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ABLATIONS, Config, apply_overrides, build_discriminator, build_generator, level_shapes
-from ..losses import generator_loss, r1_penalty
+from ..losses import discriminator_fake_loss, discriminator_real_loss, generator_loss, r1_penalty
 from ..nn.subsample import batch_reductions
 
 __all__ = [
@@ -252,10 +252,12 @@ def train_step_gflops(cfg: Config, batch: int) -> dict[str, float]:
     """GFLOPs of ``Trainer.step``'s sequence (forward + backward) at integer level batches, by role.
 
     generator: G forward + G backward from the image gradients. d_fake: D forward on the fakes, the image
-    gradient of the G loss, D's backward of the fake half of the D loss. d_real: D forward on the reals and
-    the backward of the real half. r1: the first-order gradient with ``create_graph`` and the part of the
-    combined D backward that runs through that gradient's graph (the double backward). The combined
-    backward is split by counting each half alone on the same graph and attributing the rest to R1.
+    gradient of the G loss, D's parameter backward of the fake half of the D loss. d_real: D forward on
+    the reals and the parameter backward of the real half. r1: the first-order gradient with
+    ``create_graph`` and the part of the combined D backward that runs through that gradient's graph (the
+    double backward). As in the step, the D backward is taken for D's parameters only (no image gradient
+    of the reals or fakes). The combined backward is split by counting each half alone on the same graph
+    and attributing the rest to R1. The loss terms are ``tganv2.losses``'s, as the step uses them.
     """
     generator, discriminator = _meta_models(cfg)
     params = list(discriminator.parameters())
@@ -284,16 +286,16 @@ def train_step_gflops(cfg: Config, batch: int) -> dict[str, float]:
         image_grads = torch.autograd.grad(loss_gen, fake_inputs, retain_graph=True)
     with role("generator"):
         torch.autograd.backward(fakes, list(image_grads))
-    loss_fake = torch.nn.functional.softplus(fake_scores).mean()
-    loss_real = torch.nn.functional.softplus(-real_scores).mean()
+    loss_fake = discriminator_fake_loss(fake_scores)
+    loss_real = discriminator_real_loss(real_scores)
     with role("r1"):
         loss_gp = r1_penalty(real_scores, reals, 1.0)
     with role("_fake_backward"):
-        torch.autograd.grad(loss_fake, params + fake_inputs, retain_graph=True)
+        torch.autograd.grad(loss_fake, params, retain_graph=True, allow_unused=True)
     with role("_real_backward"):
-        torch.autograd.grad(loss_real, params + reals, retain_graph=True)
+        torch.autograd.grad(loss_real, params, retain_graph=True, allow_unused=True)
     with role("_combined_backward"):
-        (loss_fake + loss_real + loss_gp).backward()
+        (loss_fake + loss_real + loss_gp).backward(inputs=params)
     totals["d_fake"] += totals["_fake_backward"]
     totals["d_real"] += totals["_real_backward"]
     totals["r1"] += totals["_combined_backward"] - totals["_fake_backward"] - totals["_real_backward"]

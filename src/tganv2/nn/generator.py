@@ -141,11 +141,10 @@ class Generator(nn.Module):
         self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:])
 
     def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        """z ~ U(−1, 1)^(n × z_dim), float32, drawn on the CPU from ``generator`` (reproducible).
-
-        On an accelerator this is a host→device copy; a training step should draw z on the device itself.
-        """
-        z = torch.rand(n, self.z_dim, generator=generator, device="cpu") * 2 - 1
+        """z ~ U(−1, 1)^(n × z_dim), float32, drawn from ``generator`` on its own device (CPU by default;
+        a generator on the model's device needs no host-to-device copy), then moved to ``device``."""
+        where = generator.device if generator is not None else "cpu"
+        z = torch.rand(n, self.z_dim, generator=generator, device=where) * 2 - 1
         return z.to(device or self.fc.weight.device)
 
     def forward(

@@ -25,23 +25,40 @@ import yaml
 from ..config import Config, build_generator, config_from_dict, config_to_dict
 from ..errors import UserError
 from ..snapshot import save_generator
-from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import (
     DistInfo,
-    all_gather_objects,
     barrier,
     broadcast_parameters,
     convert_sync_batchnorm,
     init_distributed,
 )
 from .samples import SampleWriter
-from .step import Trainer
+from .step import STATS, Trainer
 
 __all__ = ["TrainingDiverged", "RunOptions", "train"]
 
 
 class TrainingDiverged(UserError):
+    """A non-finite gradient or loss, or weights that must not be saved; names the last good checkpoint."""
+
     exit_code = 3
+
+
+def _diverged(out: Path, what: str) -> TrainingDiverged:
+    good = latest_checkpoint(out / "checkpoints")  # every checkpoint on disk passed check_healthy
+    return TrainingDiverged(
+        f"{what}; stopped without saving. The last good checkpoint is {good if good else '(none yet)'}; "
+        "lower train.lr or check the data"
+    )
+
+
+def _raise_if_diverged(out: Path, stats: dict) -> None:
+    """Stop on the device-side flag that ``Trainer.read_stats`` returns (its updates were skipped)."""
+    if not stats.pop("diverged"):
+        return
+    bad = [k for k in STATS if not math.isfinite(stats[k])]
+    raise _diverged(out, f"non-finite {', '.join(bad) or 'gradients'} at iteration {stats['diverged_at']}")
 
 
 @dataclass
@@ -115,12 +132,7 @@ def train(cfg: Config, options: RunOptions) -> dict:
         _check_resumable(out, cfg)
     ckpt_path = latest_checkpoint(out / "checkpoints")
     if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
-        trainer.load_state_dict(state["trainer"])
-        if info.rank < len(state["rank_rng"]):  # each rank's own streams (rank 0's are in "trainer")
-            trainer.rng_fake.set_state(state["rank_rng"][info.rank][0])
-            trainer.rng_real.set_state(state["rank_rng"][info.rank][1])
-        restore_rng(state["global_rng"])
+        trainer.load_state_dict(load_checkpoint(ckpt_path)["trainer"], rank=info.rank)
     start = trainer.iteration
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +166,8 @@ def train(cfg: Config, options: RunOptions) -> dict:
     if writer is not None and start == 0:
         writer.write(trainer.generator, 0)
         _score(scorer, writer, trainer, 0)
+    if ckpt_path is None:  # the initial weights: a good checkpoint to name if the first steps diverge
+        _checkpoint(out, cfg, trainer, info)
     end = (
         cfg.train.iterations
         if options.stop_after is None
@@ -161,24 +175,27 @@ def train(cfg: Config, options: RunOptions) -> dict:
     )
     last: dict = {}
     progress = _Progress(start, cfg.train.iterations, enabled=options.progress and info.is_main)
+    window_seconds, window_iterations = 0.0, 0  # host time of the steps since the last read
     with _StopFlag() as stop, progress:
         for it in range(start + 1, end + 1):
             t0 = time.perf_counter()
-            scalars = trainer.step(next_real)
-            bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-            if bad:
-                good = latest_checkpoint(out / "checkpoints")
-                raise TrainingDiverged(
-                    f"non-finite {bad[0]} at iteration {it}; stopped without saving. The last good "
-                    f"checkpoint is {good if good else '(none yet)'}; lower train.lr or check the data"
-                )
-            scalars["sec_per_it"] = time.perf_counter() - t0
-            if device.type == "cuda":
-                scalars["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-            progress.update(it, scalars)
-            if info.is_main and (it % cfg.train.log_every == 0 or it == end):
-                last = {"iteration": it, **scalars}
-                writer.log(it, scalars)
+            trainer.step(next_real)  # queues the work; nothing is read back on an ordinary iteration
+            window_seconds += time.perf_counter() - t0
+            window_iterations += 1
+            progress.update(it, window_seconds / window_iterations)
+            if it % cfg.train.log_every == 0 or it == end:
+                t0 = time.perf_counter()
+                scalars = trainer.read_stats()  # the one device read: means since the last read, the flag
+                _raise_if_diverged(out, scalars)  # removes the flag from the scalars
+                window_seconds += time.perf_counter() - t0  # the wait for the queued steps
+                scalars["sec_per_it"] = window_seconds / window_iterations
+                window_seconds, window_iterations = 0.0, 0
+                if device.type == "cuda":
+                    scalars["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                progress.update(it, scalars["sec_per_it"], scalars)
+                if info.is_main:
+                    last = {"iteration": it, **scalars}
+                    writer.log(it, scalars)
             if writer is not None and it % cfg.train.sample_every == 0:
                 last.update(writer.write(trainer.generator, it))
             if cfg.train.eval_every and it % cfg.train.eval_every == 0 and it != end:
@@ -202,16 +219,18 @@ def train(cfg: Config, options: RunOptions) -> dict:
 
 
 def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> None:
-    # every rank's random streams, for an exact resume
-    rank_rng = all_gather_objects((trainer.rng_fake.get_state(), trainer.rng_real.get_state()))
+    """Save the trainer's whole resumable state, only if it is good (``Trainer.check_healthy``)."""
+    problem = trainer.check_healthy()  # reads the device-side flag: allowed at checkpoint time
+    if problem is not None:
+        stats = trainer.read_stats()
+        where = stats.get("diverged_at", trainer.iteration)
+        raise _diverged(out, f"{problem} at iteration {where}")
+    trainer_state = trainer.state_dict()  # a collective: every rank's random streams
     if info.is_main:
-        trainer_state = trainer.state_dict()
         state = {
             "trainer": trainer_state,
             "generator": trainer_state["generator"],  # for load_generator / tganv2 generate
             "config": config_to_dict(cfg),
-            "rank_rng": rank_rng,
-            "global_rng": capture_rng(),
         }
         save_checkpoint(out / "checkpoints", trainer.iteration, state, cfg.train.keep_checkpoints)
         save_generator(
@@ -275,16 +294,18 @@ class _Progress:
             )
         return self
 
-    def update(self, it: int, scalars: dict) -> None:
+    def update(self, it: int, sec_per_it: float, scalars: dict | None = None) -> None:
+        """Every iteration the rate (host time); the losses only when they were read (``scalars``)."""
         if self.bar is None:
             return
-        rate = f"{1.0 / max(scalars['sec_per_it'], 1e-9):.2f} it/s"
-        losses = " ".join(
-            f"{k[5:] if k.startswith('loss_') else k} {scalars[k]:.3f}"
-            for k in ("loss_gen", "loss_dis", "loss_gp")
-            if k in scalars
-        )
-        self.bar.update(self.task, completed=it, rate=rate, losses=losses)
+        fields = {"rate": f"{1.0 / max(sec_per_it, 1e-9):.2f} it/s"}
+        if scalars is not None:
+            fields["losses"] = " ".join(
+                f"{k[5:] if k.startswith('loss_') else k} {scalars[k]:.3f}"
+                for k in ("loss_gen", "loss_dis", "loss_gp")
+                if k in scalars
+            )
+        self.bar.update(self.task, completed=it, **fields)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
