@@ -60,14 +60,15 @@ def _onednn_safe_conv(conv: nn.Conv3d, x: Tensor) -> Tensor:
 
     * RGB input (3 channels), forward, AMX CPUs (Xeon Sapphire Rapids): garbage (1e30s, inf, NaN) at T = 1.
       Measured: 3×3×3 conv, 3 → 16 channels, input (4, 3, 1, 64, 64); up to 6e32 off.
-    * Time axis of length 2 with the 3×3×3, padding-1 kernel, *weight gradient*, every AVX-512 CPU
-      (``jit_bf16:avx512_core_bf16`` and ``jit_bf16:avx512_core`` backward_weights; AVX2's gemm is right):
-      the taps of the first two kernel frames are read from uninitialised memory: 50 % off when
-      lucky, else 1e35 or NaN, differently each run. Forward and input gradient are right. Every level
-      of D passes T = 2 (blocks whose input has 2 frames; a 1-frame axis is padded to 3, then pooled to 2),
-      so one D update made NaN weights (small-64) or gave Adam 1e27 gradients (demo-64).
-    The whole op runs in fp32 (forward, backward and R1's double backward): a custom backward that
-    computes only the weight gradient in fp32 could not cover the double backward.
+    * Time axis of length 2 with the 3×3×3, padding-1 kernel, *weight gradient*, AVX-512 CPUs: oneDNN's
+      ``jit_bf16:avx512_core_bf16`` backward_weights (measured on AMD EPYC) and ``jit_bf16:avx512_core``
+      (CPUs without bf16 instructions); AVX2's gemm path is right. The taps of the first two kernel frames
+      are wrong: ~100 % off, or 1e18-1e37 and NaN that change from run to run (uninitialised memory).
+      Forward and input gradient are right. Every level of D has blocks with 2-frame inputs (a 1-frame axis
+      is padded to 3 and pooled to 2), so one D update made NaN weights (small-64) or gave Adam 1e27
+      gradients (demo-64).
+    The whole op runs in fp32 (forward, backward and R1's double backward): an fp32 weight gradient alone
+    would need a hand-written autograd Function with its own double backward for R1.
     """
     broken = x.shape[1] == 3 or (x.shape[2] == 2 and conv.kernel_size[0] == 3 and conv.padding[0] == 1)
     if broken and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
