@@ -129,11 +129,12 @@ def _train(preset: str, precision: str, seed: int = 0) -> tuple[Trainer, np.ndar
 def _non_finite(trainer: Trainer) -> list[str]:
     """Parameters whose weight or Adam moments are not finite (an inf moment freezes its weight for good)."""
     bad = []
-    for module, opt in ((trainer.generator, trainer.opt_g), (trainer.discriminator, trainer.opt_d)):
+    models = (("D", trainer.discriminator, trainer.opt_d), ("G", trainer.generator, trainer.opt_g))
+    for label, module, opt in models:
         for name, p in module.named_parameters():
             moments = [v for v in opt.state.get(p, {}).values() if torch.is_tensor(v)]
             if not all(torch.isfinite(t).all() for t in (p, *moments)):
-                bad.append(name)
+                bad.append(f"{label} {name}")
     return bad
 
 
