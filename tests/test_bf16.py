@@ -20,6 +20,7 @@ from conftest import make_tiny_cfg
 from tganv2.config import build_discriminator, level_shapes, load_preset
 from tganv2.data import make_loader, open_dataset, to_float
 from tganv2.nn.discriminator import _onednn_safe_conv
+from tganv2.training.layout import to_channels_last
 from tganv2.training.step import Trainer
 
 # Relative to max |fp64|. bf16 keeps 8 significant bits (unit roundoff u = 2⁻⁹ ≈ 0.2 %); inputs, weights
@@ -30,14 +31,15 @@ CONV_TOLERANCE = 0.02
 _CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def _d_convs(cfg, batch: int, device: str) -> dict[tuple, tuple[nn.Conv3d, torch.Size]]:
-    """Every distinct Conv3d call of D on the preset's level videos: key → (the conv, its input shape)."""
-    disc = build_discriminator(cfg).to(device)
-    seen: dict[tuple, tuple[nn.Conv3d, torch.Size]] = {}
+def _d_convs(cfg, batch: int, device: str) -> dict[tuple, nn.Conv3d]:
+    """Every distinct Conv3d call of D on the preset's level videos, in the Trainer's layout (channels-last
+    on CUDA): ``(c_in, c_out, kernel, input shape, input strides)`` → the conv."""
+    disc = to_channels_last(build_discriminator(cfg).to(device), device == "cuda")
+    seen: dict[tuple, nn.Conv3d] = {}
 
     def record(conv: nn.Conv3d, args) -> None:
-        key = (conv.in_channels, conv.out_channels, conv.kernel_size, tuple(args[0].shape))
-        seen.setdefault(key, (conv, args[0].shape))
+        x = args[0]
+        seen.setdefault((conv.in_channels, conv.out_channels, conv.kernel_size, x.shape, x.stride()), conv)
 
     hooks = [m.register_forward_pre_hook(record) for m in disc.modules() if isinstance(m, nn.Conv3d)]
     videos = [torch.zeros(n, 3, t, h, w, device=device) for n, t, h, w in level_shapes(cfg, batch)]
@@ -63,8 +65,8 @@ def _conv_results(conv: nn.Conv3d, x: Tensor, r: Tensor, bf16: bool) -> list[Ten
 def _check_every_d_conv(preset: str, batch: int, device: str) -> None:
     cfg = load_preset(preset)
     failures = []
-    for (c_in, c_out, _, shape), (conv, x_shape) in _d_convs(cfg, batch, device).items():
-        x = torch.randn(x_shape, device=device)
+    for (c_in, c_out, _, shape, stride), conv in _d_convs(cfg, batch, device).items():
+        x = torch.empty_strided(shape, stride, device=device).normal_()
         r = torch.randn_like(conv(x))
         got = _conv_results(conv, x, r, bf16=True)
         want = _conv_results(copy.deepcopy(conv).double(), x.double(), r.double(), bf16=False)
