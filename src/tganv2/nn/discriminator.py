@@ -49,19 +49,29 @@ class OptimizedDisBlock(nn.Module):
         self.shortcut = _conv1(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.avg_pool3d(self.conv2(F.relu(_rgb_conv(self.conv1, x))), (1, 2, 2))
-        return h + _rgb_conv(self.shortcut, F.avg_pool3d(x, (1, 2, 2)))
+        h = F.avg_pool3d(_onednn_safe_conv(self.conv2, F.relu(_onednn_safe_conv(self.conv1, x))), (1, 2, 2))
+        return h + _onednn_safe_conv(self.shortcut, F.avg_pool3d(x, (1, 2, 2)))
 
 
-def _rgb_conv(conv: nn.Conv3d, x: Tensor) -> Tensor:
-    """``conv(x)`` on the RGB input, in fp32 under CPU autocast.
+def _onednn_safe_conv(conv: nn.Conv3d, x: Tensor) -> Tensor:
+    """``conv(x)``, in fp32 under CPU bf16 autocast where torch 2.13's oneDNN bf16 Conv3d is wrong.
 
-    Work-around: on CPUs with AMX (e.g. Xeon Sapphire Rapids), torch 2.13's oneDNN bf16 Conv3d returns
-    garbage (1e30s, inf, NaN) for an odd number of input channels when the time axis has length 1.
-    Measured: 3×3×3 conv, 3 → 16 channels, input (4, 3, 1, 64, 64); up to 6e32 off. The RGB convs are
-    a small part of D's cost, so run them in fp32 on the CPU. CUDA keeps bf16.
+    Two oneDNN v3.12 bugs (torch 2.13 CPU); CUDA keeps bf16 (``tests/test_bf16.py -m gpu`` checks it):
+
+    * RGB input (3 channels), forward, AMX CPUs (Xeon Sapphire Rapids): garbage (1e30s, inf, NaN) at T = 1.
+      Measured: 3×3×3 conv, 3 → 16 channels, input (4, 3, 1, 64, 64); up to 6e32 off.
+    * Time axis of length 2 with the 3×3×3, padding-1 kernel, *weight gradient*, AVX-512 CPUs: oneDNN's
+      ``jit_bf16:avx512_core_bf16`` backward_weights (measured on AMD EPYC) and ``jit_bf16:avx512_core``
+      (CPUs without bf16 instructions); AVX2's gemm path is right. The taps of the first two kernel frames
+      are wrong: ~100 % off, or 1e18-1e37 and NaN that change from run to run (uninitialised memory).
+      Forward and input gradient are right. Every level of D has blocks with 2-frame inputs (a 1-frame axis
+      is padded to 3 and pooled to 2), so one D update made NaN weights (small-64) or gave Adam 1e27
+      gradients (demo-64).
+    The whole op runs in fp32 (forward, backward and R1's double backward): an fp32 weight gradient alone
+    would need a hand-written autograd Function with its own double backward for R1.
     """
-    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    broken = x.shape[1] == 3 or (x.shape[2] == 2 and conv.kernel_size[0] == 3 and conv.padding[0] == 1)
+    if broken and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return conv(x.float())
     return conv(x)
@@ -77,7 +87,7 @@ class DisBlock(nn.Module):
         self.shortcut = _conv1(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv2(F.relu(self.conv1(F.relu(x))))
+        h = _onednn_safe_conv(self.conv2, F.relu(_onednn_safe_conv(self.conv1, F.relu(x))))
         return downsample(h) + downsample(self.shortcut(x))
 
 
