@@ -123,7 +123,10 @@ def _train(preset: str, precision: str, seed: int = 0) -> tuple[Trainer, np.ndar
 
     losses = []
     for _ in range(ITERATIONS):
-        stats = trainer.step(next_real)
+        trainer.step(next_real)
+        stats = trainer.read_stats()
+        # the divergence guard would skip a non-finite update silently here: it must never have fired
+        assert stats["diverged"] == 0, f"{preset} {precision}: non-finite gradients at {stats}"
         losses.append((stats["loss_dis"], stats["loss_gen"]))
     return trainer, np.array(losses)
 

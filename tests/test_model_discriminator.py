@@ -232,7 +232,7 @@ def test_bf16_autocast_on_cpu_matches_fp32_for_single_frame_levels():
     """A length-1 time axis (the last level of 8-frame videos) with RGB input under CPU bf16 autocast.
 
     torch 2.13's oneDNN bf16 Conv3d on AMX CPUs returns garbage for odd input channels at T = 1; the RGB
-    convs run in fp32 on the CPU (``_rgb_conv``). On other CPUs this holds anyway.
+    convs run in fp32 on the CPU (``_onednn_safe_conv``). On other CPUs this holds anyway.
     """
     torch.manual_seed(0)
     disc = VideoDiscriminator(ch=16)
