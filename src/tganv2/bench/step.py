@@ -34,6 +34,7 @@ import sys
 import time
 
 import torch
+from torch import Tensor
 
 from ..config import Config, apply_overrides, config_from_dict, config_to_dict, variant_config
 from ..data.base import to_float
@@ -46,6 +47,7 @@ __all__ = [
     "step_config",
     "matmul_rates",
     "measured_rates",
+    "synthetic_clips",
     "time_steps",
     "child_step_run",
     "run_in_child",
@@ -126,17 +128,25 @@ def matmul_rates(device: torch.device, size: int = 0) -> dict:
     }
 
 
-def time_steps(cfg: Config, device: torch.device, warmup: int, iters: int) -> dict:
+def synthetic_clips(cfg: Config, n: int) -> Tensor:
+    """``n`` clips of the built-in synthetic dataset at ``cfg``'s size: (n, C, T, S, S) float in [-1, 1]."""
+    m = cfg.model
+    dataset = SyntheticVideoDataset(n_clips=n, n_frames=m.n_frames, size=m.resolution, seed=0)
+    return torch.stack([to_float(dataset.get_clip(i, 0)[0]) for i in range(n)])
+
+
+def time_steps(
+    cfg: Config, device: torch.device, warmup: int, iters: int, clips: Tensor | None = None
+) -> dict:
     """Build a Trainer for the resolved ``cfg`` and time ``iters`` steps after ``warmup`` (this process).
 
-    The peak memory is this call's on CUDA (``max_memory_allocated`` after a reset) and the process's
-    peak resident set on the CPU (so one call per process there).
+    ``clips`` are the 2·batch real clips to alternate (default: rendered from the synthetic dataset). The
+    peak memory is this call's on CUDA (``max_memory_allocated`` after a reset) and the process's peak
+    resident set on the CPU (so one call per process there).
     """
     torch.manual_seed(0)
-    batch, m = cfg.train.batch, cfg.model
-    dataset = SyntheticVideoDataset(n_clips=batch * 2, n_frames=m.n_frames, size=m.resolution, seed=0)
-    # (2B, C, T, S, S) float in [-1, 1]
-    clips = torch.stack([to_float(dataset.get_clip(i, 0)[0]) for i in range(len(dataset))])
+    batch = cfg.train.batch
+    clips = synthetic_clips(cfg, 2 * batch) if clips is None else clips  # (2B, C, T, S, S)
     batches = [clips[:batch].to(device), clips[batch:].to(device)]
     counter = iter(range(1 << 62))
 
