@@ -48,7 +48,7 @@ import torch
 
 from tganv2.bench.cost import train_step_gflops
 from tganv2.bench.devicecheck import LOSSES, compare_steps, initial_state, step_inputs, step_on
-from tganv2.bench.step import matmul_rates, step_config, synthetic_clips, time_steps
+from tganv2.bench.step import matmul_rates, matmul_tflops, step_config, synthetic_clips, time_steps
 from tganv2.config import load_preset
 from tganv2.data.hdf5 import HDF5VideoDataset
 from tganv2.data.loader import make_loader
@@ -197,8 +197,6 @@ def stage_env(s: Settings, args) -> dict:
     configure_backends(device)
     info["rates"] = matmul_rates(device, s.matmul_size)  # fp32 = TF32 on CUDA, as training runs it
     torch.backends.cuda.matmul.allow_tf32 = False
-    from tganv2.bench.step import matmul_tflops
-
     info["rates"]["ieee_fp32_matmul_tflops"] = matmul_tflops(device, torch.float32, s.matmul_size)
     configure_backends(device)
     log(

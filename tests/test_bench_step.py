@@ -183,3 +183,30 @@ def test_cli_child_runs_the_parents_model_with_the_training_set_up(tmp_path, cap
     assert run["backends"] == report["backends"] == training_set_up  # cuDNN autotuning on CUDA only
     assert run["threads"] == report["matmul_threads"] == 1
     assert report["fp32_matmul_mode"] == "ieee"  # TF32 is CUDA only
+
+
+def test_cost_peak_memory_children_get_the_resolved_config_of_each_variant(tmp_path, capsys, monkeypatch):
+    """``bench cost --peak-memory``: each child is sent the config file's model, with its ablation."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"n_frames": 8, "z_dim": 8, "ch": 3, "clstm_ch": 8, "d_ch": 2}})
+    )
+    sent = {}
+
+    def fake_child(spec, timeout=None):
+        sent[spec["variant"]] = spec["config"]
+        return {"peak_memory_gb": 0.1, "generator_parameters": 1}
+
+    monkeypatch.setattr(bench_step, "run_in_child", fake_child)
+    argv = ["bench", "cost", "--preset", "small-64", "--config", str(config), "--batch", "4"]
+    assert main([*argv, "--peak-memory", "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cfg = load_config("small-64", [config])
+    assert list(sent) == ["preset", "no-subsampling"]  # small-64 is frame-only: measured once
+    for variant, sent_config in sent.items():
+        assert sent_config == config_to_dict(bench_step.step_config(cfg, variant, 4, "fp32")), variant
+    # batch 4 does not divide by the total batch stride 8 of 3 layers: those variants say so, alone
+    peak = report["peak_memory"]["variants"]
+    assert "divisible by the total batch stride 8" in peak["frame+batch"]["error"]
+    assert "error" in peak["batch-only"] and peak["preset"]["peak_memory_gb"] == 0.1
+    assert peak["frame-only"] == {**peak["preset"], "same_model_as": "preset"}

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..config import VARIANTS, Config, add_config_arguments, config_from_args, config_to_dict
+from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..errors import UserError
 
 
@@ -61,10 +61,21 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = {"device": device, "batch": args.batch, "variants": {}}
-    for variant in report["variants"]:
+    for variant, cost in report["variants"].items():
+        if "same_model_as" in cost:  # the same model: measured once
+            out["variants"][variant] = {
+                **out["variants"][cost["same_model_as"]],
+                "same_model_as": cost["same_model_as"],
+            }
+            continue
+        try:
+            variant_cfg = step_config(cfg, variant, args.batch, "fp32")
+        except ConfigError as e:  # e.g. a batch that the variant's batch strides do not divide
+            out["variants"][variant] = {"error": str(e)}
+            continue
         spec = {
             "variant": variant,
-            "config": config_to_dict(step_config(cfg, variant, args.batch, "fp32")),
+            "config": config_to_dict(variant_cfg),
             "device": device,
             "warmup": 0,
             "iters": 1,
