@@ -113,8 +113,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-seconds", type=float, default=120.0, help="wall clock per variant and seed")
-    parser.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or this process's CPU time (fair on a machine shared with others)")
+    parser.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or this process's CPU time (fair on a machine shared with others)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch", type=int, default=16, help="frame+batch's level-1 batch (Table 1: 16)")
     parser.add_argument("--equal-batch", action="store_true", help="every variant uses --batch")
@@ -183,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     for variant, row in table.items():
         (is_m, is_s), (fid_m, fid_s) = row["cls_is"], row["cls_fid"]
         paper_is, paper_fid = row["paper_is_fid"]
-        print(f"| {variant} | {row['batch']} | {row['iterations_median']:g} | {is_m:.2f} ± {is_s:.2f} | "
-              f"{fid_m:.2f} ± {fid_s:.2f} | {paper_is} / {paper_fid} |")
+        print(
+            f"| {variant} | {row['batch']} | {row['iterations_median']:g} | {is_m:.2f} ± {is_s:.2f} | "
+            f"{fid_m:.2f} ± {fid_s:.2f} | {paper_is} / {paper_fid} |"
+        )
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     return 0

@@ -48,6 +48,7 @@ if [ "$left" -ge 30 ]; then
   stage speed "$((left + 10))" --budget "$((left - 10))"
 else
   echo "gpu_check: stage speed skipped: only $left s left" >&2
+  printf 'speed\t-1\t0\t0\n' >>"$WORK/status.tsv"  # -1: skipped
 fi
 stage report "$REPORT_SECONDS" --out "$OUT"
 if [ "${#failed[@]}" -gt 0 ]; then

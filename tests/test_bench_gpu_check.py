@@ -24,6 +24,8 @@ NO_AV = "import sys; sys.modules['av'] = None  # no PyAV, as on the GPU machine\
 
 def _driver():
     """benchmarks/gpu_check.py as a module (registered, as its dataclasses need)."""
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: gpu_check_report beside it
     if "gpu_check" not in sys.modules:
         spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
         module = importlib.util.module_from_spec(spec)
@@ -99,7 +101,9 @@ def test_speed_group_past_its_deadline_marks_every_row_skipped(capsys):
 
 
 def test_targets_compare_the_best_row_with_the_issues_numbers():
-    gpu_check = _driver()
+    _driver()
+    import gpu_check_report as gpu_check
+
     rates = {"bf16_matmul_tflops": 800.0, "fp32_matmul_tflops": 400.0}
     speed = {
         "rows": [  # 1000 TFLOP per step: at 2.5 it/s 2500 TFLOP/s, i.e. MFU 3.125 of bf16
