@@ -16,7 +16,8 @@
 * ``speed``: ``ucf101-192-bsr``, ``ucf101-192`` and ``faceforensics-256`` at per-GPU batch 256/128/64/32,
   bf16 and TF32, eager and ``--compile``: it/s, clips/s, peak GB (``max_memory_allocated``) and MFU against
   the rate of ``env``. One child process per (preset, precision, compile), most important first, batches
-  from the largest down (a batch that does not fit is recorded as ``oom``). The grid stops when
+  from the largest down, real clips as uint8 (a batch that does not fit is recorded as ``oom``, and the
+  smaller ones run in a fresh process). The grid stops when
   ``--budget`` runs out and marks the rows it did not reach ``skipped``;
 * ``report``: every stage's JSON and exit status into ``OUT/gpu_check.json`` and ``OUT/gpu_check.md``
   (``gpu_check_report.py``), with MFU and the comparison with the issue's targets.
@@ -53,6 +54,7 @@ from tganv2.bench.step import matmul_rates, matmul_tflops, step_config, syntheti
 from tganv2.config import load_preset
 from tganv2.data.hdf5 import HDF5VideoDataset
 from tganv2.data.loader import make_loader
+from tganv2.data.synthetic import SyntheticVideoDataset
 from tganv2.training.device import configure_backends
 from tganv2.training.step import Trainer
 
@@ -375,7 +377,12 @@ def speed_group(spec: dict) -> None:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     base = load_preset(spec["preset"], spec["overrides"])
-    pool = synthetic_clips(base, min(2 * max(spec["batches"]), 32))  # rendered once, tiled per batch
+    m = base.model
+    # uint8 clips, as the loader yields them (the step converts them on the device): rendered once, tiled
+    dataset = SyntheticVideoDataset(
+        n_clips=min(2 * max(spec["batches"]), 32), n_frames=m.n_frames, size=m.resolution
+    )
+    pool = torch.stack([dataset.get_clip(i, 0)[0] for i in range(len(dataset))]).to(device)  # (n, C, T, S, S)
     estimate = spec["first_row_seconds"]
     for batch in spec["batches"]:
         key = (spec["preset"], spec["precision"], spec["compile"], batch, spec["device"])
@@ -385,7 +392,7 @@ def speed_group(spec: dict) -> None:
         cfg = step_config(base, "preset", batch, spec["precision"], spec["compile"])
         start = time.perf_counter()
         try:
-            clips = pool.repeat(-(-2 * batch // len(pool)), 1, 1, 1, 1)[: 2 * batch].to(device)
+            clips = pool.repeat(-(-2 * batch // len(pool)), 1, 1, 1, 1)[: 2 * batch]  # (2B, C, T, S, S)
             run = time_steps(cfg, device, spec["warmup"], spec["iters"], clips=clips)
             del clips
         except torch.cuda.OutOfMemoryError:
@@ -397,7 +404,7 @@ def speed_group(spec: dict) -> None:
         estimate = seconds
         if run.get("out_of_memory") or not run.get("median_step_s"):
             print(json.dumps(_row(*key, status="oom", seconds=seconds)), flush=True)
-            continue
+            return  # the smaller batches run in a fresh process (_run_group): no fragmented allocator
         keys = ("median_step_s", "min_step_s", "step_seconds", "peak_memory_gb", "generator_parameters")
         fields = {k: run[k] for k in keys if k in run}
         print(json.dumps(_row(*key, status="ok", seconds=seconds, **fields)), flush=True)
@@ -407,8 +414,8 @@ def _group_name(preset: str, precision: str, compile: bool, device: str) -> str:
     return f"{preset} {_precision_label(precision, device)}{' compiled' if compile else ''}"
 
 
-def _run_group(spec: dict, deadline: float) -> list[dict]:
-    """``speed_group(spec)`` in a child process; the rows it did not report are ``skipped`` or ``error``."""
+def _run_child(spec: dict, deadline: float) -> tuple[list[dict], str | None]:
+    """``speed_group(spec)`` in a child process: its rows, and the last line of its stderr if it failed."""
     command = [sys.executable, __file__, "speed-group", "--spec", json.dumps(spec), "--work", spec["work"]]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -417,13 +424,23 @@ def _run_group(spec: dict, deadline: float) -> list[dict]:
         proc.kill()
         out, err = proc.communicate()
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    error = (err.strip().splitlines() or ["(no output)"])[-1] if proc.returncode else None
-    done = {r["batch"] for r in rows}
+    return rows, (err.strip().splitlines() or ["(no output)"])[-1] if proc.returncode else None
+
+
+def _run_group(spec: dict, deadline: float) -> list[dict]:
+    """One group, restarted below a batch that ran out of memory; unreported rows: skipped or error."""
+    rows: list[dict] = []
+    todo, error = list(spec["batches"]), None
+    while todo and error is None and time.time() < deadline:
+        got, error = _run_child({**spec, "batches": todo}, deadline)
+        rows += got
+        todo = [b for b in todo if b not in {r["batch"] for r in got}]
+        if not got or got[-1]["status"] != "oom":
+            break
     key = (spec["preset"], spec["precision"], spec["compile"])
-    for batch in spec["batches"]:
-        if batch not in done:
-            status = "error" if error else "skipped"
-            rows.append(_row(*key, batch, spec["device"], status=status, reason=error or "time budget"))
+    for batch in todo:
+        status = "error" if error else "skipped"
+        rows.append(_row(*key, batch, spec["device"], status=status, reason=error or "time budget"))
     return sorted(rows, key=lambda r: -r["batch"])
 
 

@@ -152,3 +152,35 @@ def test_shell_driver_runs_the_python_stages_in_order():
     stages = re.findall(r"^\s*stage ([a-z-]+) ", shell, flags=re.MULTILINE)
     assert tuple(stages) == _driver().STAGES
     assert "timeout --kill-after" in shell and "mktemp -d" in shell and 'rm -rf "$WORK"' in shell
+
+
+def test_a_group_restarts_below_a_batch_that_ran_out_of_memory(monkeypatch):
+    gpu_check = _driver()
+    calls = []
+
+    def fake_child(spec, deadline):
+        calls.append(spec["batches"])
+        first, *_ = spec["batches"]
+        if first > 64:  # 256 and 128 do not fit
+            return [gpu_check._row("p", "bf16", False, first, "cuda", status="oom")], None
+        if first == 64:
+            return [gpu_check._row("p", "bf16", False, 64, "cuda", status="ok")], "RuntimeError: boom"
+        raise AssertionError("no child after a failed one")
+
+    monkeypatch.setattr(gpu_check, "_run_child", fake_child)
+    spec = {
+        "preset": "p",
+        "precision": "bf16",
+        "compile": False,
+        "batches": [256, 128, 64, 32],
+        "device": "cuda",
+    }
+    rows = gpu_check._run_group(spec, deadline=time.time() + 60)
+    assert calls == [[256, 128, 64, 32], [128, 64, 32], [64, 32]]
+    assert [(r["batch"], r["status"]) for r in rows] == [
+        (256, "oom"),
+        (128, "oom"),
+        (64, "ok"),
+        (32, "error"),
+    ]
+    assert rows[-1]["reason"] == "RuntimeError: boom"
