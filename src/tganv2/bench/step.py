@@ -7,8 +7,9 @@ reals) in a **child process**, one per (variant, batch), so that peak memory is 
 * CPU: the child's peak resident set (``VmHWM``), reported with the resident set just before the first
   step (model, optimisers and the pre-rendered batches), whose difference is the step's own peak.
 
-Real batches come from the built-in synthetic dataset, rendered once before timing and cycled, so the
-figures are the training step alone (no data loading). Warm-up steps come first (they include
+Real batches come from the built-in synthetic dataset, rendered once before timing as uint8 on the device
+and cycled (the step converts them to float there, as in training), so the figures are the training step
+alone (no data loading). Warm-up steps come first (they include
 ``torch.compile`` of G's forward when asked, through ``train.compile``; D is never compiled because R1
 differentiates it twice); the reported time is the median of the timed steps. On a shared machine the
 median is at the mercy of other processes' load, so the fastest step (``min_step_s``) and the process CPU
@@ -37,7 +38,6 @@ import torch
 from torch import Tensor
 
 from ..config import Config, apply_overrides, config_from_dict, config_to_dict, variant_config
-from ..data.base import to_float
 from ..data.synthetic import SyntheticVideoDataset
 from ..training.device import backend_settings, configure_backends
 from ..training.step import Trainer
@@ -129,10 +129,11 @@ def matmul_rates(device: torch.device, size: int = 0) -> dict:
 
 
 def synthetic_clips(cfg: Config, n: int) -> Tensor:
-    """``n`` clips of the built-in synthetic dataset at ``cfg``'s size: (n, C, T, S, S) float in [-1, 1]."""
+    """``n`` clips of the built-in synthetic dataset at ``cfg``'s size: (n, C, T, S, S) uint8, as the loader
+    yields them (``Trainer.step`` converts them on its device, as in training)."""
     m = cfg.model
     dataset = SyntheticVideoDataset(n_clips=n, n_frames=m.n_frames, size=m.resolution, seed=0)
-    return torch.stack([to_float(dataset.get_clip(i, 0)[0]) for i in range(n)])
+    return torch.stack([dataset.get_clip(i, 0)[0] for i in range(n)])
 
 
 def time_steps(
