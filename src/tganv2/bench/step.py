@@ -9,20 +9,20 @@ reals) in a **child process**, one per (variant, batch), so that peak memory is 
 
 Real batches come from the built-in synthetic dataset, rendered once before timing as uint8 on the device
 and cycled (the step converts them to float there, as in training), so the figures are the training step
-alone (no data loading). Warm-up steps come first (they include
-``torch.compile`` of G's forward when asked, through ``train.compile``; D is never compiled because R1
-differentiates it twice); the reported time is the median of the timed steps. On a shared machine the
-median is at the mercy of other processes' load, so the fastest step (``min_step_s``) and the process CPU
-seconds are kept too, with the 1-minute load average around each run.
+alone (no data loading). Warm-up steps come first (they include ``torch.compile`` of G's forward when
+asked, through ``train.compile``; D is never compiled because R1 differentiates it twice); the reported
+time is the median of the timed steps. On a shared machine the median is at the mercy of other processes'
+load, so the fastest step (``min_step_s``) and the process CPU seconds are kept too, with the 1-minute
+load average around each run.
 
 Each child receives the **resolved config** (``config_to_dict`` of the variant at its batch, precision and
 compile setting), so a ``--config`` YAML reaches it, and runs the same device set-up as ``tganv2 train``
 (``training.device.configure_backends``: TF32 and cuDNN autotuning on CUDA) at ``threads`` torch threads.
 
 Model FLOP utilisation = training-step FLOPs (the meta-device count of ``cost.train_step_gflops`` at the
-same batch) / median step time / the device's dense matmul rate, measured in a child process with the same
-set-up and thread count as the step children: bf16, and fp32 as training runs it, which on CUDA is the
-TF32 rate. ``mfu`` is against the rate of the run's precision.
+same batch) / median step time / the device's dense matmul rate, measured by the first child before its
+steps (the same process set-up and thread count as the steps): bf16, and fp32 as training runs it, which on
+CUDA is the TF32 rate. ``mfu`` is against the rate of the run's precision.
 """
 
 from __future__ import annotations
