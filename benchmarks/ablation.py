@@ -1,11 +1,13 @@
-"""Mini Table 2: TGANv2 and the three Table 1 ablations on the built-in synthetic dataset at 64 px.
+"""Mini Table 2: TGANv2 (``frame+batch``) and the three Table 1 ablations on synthetic data at 64 px.
 
 Paper Table 2 (UCF101, 192 px, four GPUs) ranks TGANv2 > frame subsampling only > adaptive batch
 reduction only > without subsampling, by C3D IS and FID. This script repeats the comparison at toy scale:
 
 * base preset ``small-64`` (t_size 1: levels 8/16/32/64 px, 16 frames), trained on ``SyntheticVideoDataset``;
-* TGANv2 = frame and batch strides 2 (the paper's model); the ablations are ``tganv2.config.ABLATIONS``;
-* batches as in Table 1 (per device: TGANv2 16 → 16/8/4/2, frame-only 2, batch-only 2 → 2/1/1/1,
+* the variants are ``tganv2.config.ABLATIONS`` on the base preset's own number of layers: ``frame+batch``
+  (frame and batch strides 2, the paper's model, "TGANv2" in its tables), ``frame-only``, ``batch-only``
+  and ``no-subsampling``;
+* batches as in Table 1 (per device: frame+batch 16 → 16/8/4/2, frame-only 2, batch-only 2 → 2/1/1/1,
   no-subsampling 1), scaled by ``--batch``; or ``--equal-batch`` for the same level-1 batch everywhere.
   A batch stride stops at a batch of one ("when the batch size is only one, the subsampling layer does not
   perform the batch reduction"), so batch-only keeps its strides legal at batch 2;
@@ -34,20 +36,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tganv2.config import ABLATIONS, apply_overrides, load_preset
+from tganv2.config import ABLATIONS, apply_overrides, load_preset, variant_config
 from tganv2.data.base import to_float
 from tganv2.data.loader import make_loader
 from tganv2.data.synthetic import SyntheticVideoDataset
 from tganv2.nn.subsample import kept_batch
 from tganv2.training.step import Trainer
 
-VARIANTS = {
-    "tganv2": {"model.frame_strides": [2, 2, 2], "model.batch_strides": [2, 2, 2]},
-    **ABLATIONS,
-}
-TABLE1_BATCH_DIVISOR = {"tganv2": 1, "frame-only": 8, "batch-only": 8, "no-subsampling": 16}  # 16/2/2/1
-PAPER_TABLE2 = {  # UCF101, TGANv2 bs = 64: IS, FID
-    "tganv2": (22.70, 3591),
+VARIANTS = list(ABLATIONS)
+TABLE1_BATCH_DIVISOR = {"frame+batch": 1, "frame-only": 8, "batch-only": 8, "no-subsampling": 16}  # 16/2/2/1
+PAPER_TABLE2 = {  # UCF101, TGANv2 (frame+batch) bs = 64: IS, FID
+    "frame+batch": (22.70, 3591),
     "frame-only": (21.01, 3723),
     "batch-only": (14.30, 4525),
     "no-subsampling": (12.10, 5222),
@@ -64,8 +63,8 @@ def capped_batch_strides(strides: list[int], batch: int) -> list[int]:
     return out
 
 
-def variant_config(base: str, variant: str, batch: int):
-    cfg = load_preset(base, {**VARIANTS[variant], "train.batch": 64})  # any batch the strides divide
+def ablation_config(base: str, variant: str, batch: int):
+    cfg = variant_config(load_preset(base, {"train.batch": 64}), variant)  # any batch the strides divide
     strides = capped_batch_strides(list(cfg.model.batch_strides), batch)
     overrides = {"model.batch_strides": strides, "train.batch": batch, "train.iterations": 10**6}
     return apply_overrides(cfg, overrides)
@@ -114,12 +113,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-seconds", type=float, default=120.0, help="wall clock per variant and seed")
-    parser.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or this process's CPU time (fair on a machine shared with others)")
+    parser.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or this process's CPU time (fair on a machine shared with others)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch", type=int, default=16, help="TGANv2's level-1 batch (Table 1: 16)")
+    parser.add_argument("--batch", type=int, default=16, help="frame+batch's level-1 batch (Table 1: 16)")
     parser.add_argument("--equal-batch", action="store_true", help="every variant uses --batch")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--base", default="small-64", help="base preset (64 px)")
     parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
     parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for variant in args.variants:
             batch = args.batch if args.equal_batch else max(1, args.batch // TABLE1_BATCH_DIVISOR[variant])
-            cfg = variant_config(args.base, variant, batch)
+            cfg = ablation_config(args.base, variant, batch)
             generator, iterations, seconds, cpu_seconds = train_for_budget(
                 cfg, seed, args.budget_seconds, dataset, args.budget_clock
             )
@@ -184,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     for variant, row in table.items():
         (is_m, is_s), (fid_m, fid_s) = row["cls_is"], row["cls_fid"]
         paper_is, paper_fid = row["paper_is_fid"]
-        print(f"| {variant} | {row['batch']} | {row['iterations_median']:g} | {is_m:.2f} ± {is_s:.2f} | "
-              f"{fid_m:.2f} ± {fid_s:.2f} | {paper_is} / {paper_fid} |")
+        print(
+            f"| {variant} | {row['batch']} | {row['iterations_median']:g} | {is_m:.2f} ± {is_s:.2f} | "
+            f"{fid_m:.2f} ± {fid_s:.2f} | {paper_is} / {paper_fid} |"
+        )
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     return 0

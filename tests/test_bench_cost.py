@@ -2,7 +2,8 @@
 
 The official numbers are written out here again (not imported from the module under test). G rows are the
 192 px generator, D rows the 256 px model's level inputs, forward passes at batch 4 with fractional
-per-level batches; "tganv2" is the paper's proposed model (frame + batch reduction).
+per-level batches; "frame+batch" is the paper's proposed model (frame + batch reduction), "preset" the
+preset as given.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import json
 import pytest
 
 from tganv2.cli import main
+from tganv2.config import PRESETS, load_preset
 
 OFFICIAL_G = {  # figure/gflops.tsv, generator, L1..L4
     "no-subsampling": [192.41, 35.61, 36.18, 96.37],
     "frame-only": [192.41, 17.80, 9.05, 12.05],
-    "tganv2": [192.41, 8.90, 2.26, 1.51],
+    "frame+batch": [192.41, 8.90, 2.26, 1.51],
 }
 OFFICIAL_D = {  # figure/gflops.tsv, discriminator, L1..L4
     "no-subsampling": [36.09, 144.34, 577.37, 2309.48],
     "frame-only": [36.09, 72.17, 172.19, 478.09],
-    "tganv2": [36.09, 36.09, 43.05, 59.76],
+    "frame+batch": [36.09, 36.09, 43.05, 59.76],
 }
 
 
@@ -45,12 +47,14 @@ def face_report(tmp_path_factory):
 
 def test_generator_rows_match_official_table(ucf_report):
     report = ucf_report
-    assert set(report["variants"]) == {"tganv2", "frame-only", "batch-only", "no-subsampling"}
+    assert list(report["variants"]) == ["preset", "frame+batch", "frame-only", "batch-only", "no-subsampling"]
+    # ucf101-192-bsr is the proposed model: counted once, reported under both names
+    assert report["variants"]["frame+batch"]["same_model_as"] == "preset"
     for name, official in OFFICIAL_G.items():
         measured = report["variants"][name]["generator"]["forward_gflops"]
         assert measured == pytest.approx(official, rel=0.02), name
     # the report carries its own comparison, and the memory ratios (reported, not asserted to match)
-    assert report["official"]["generator"]["tganv2"]["max_rel_error"] < 0.02
+    assert report["official"]["generator"]["frame+batch"]["max_rel_error"] < 0.02
     assert report["official"]["generator"]["memory_reduction"]["measured"] > 1
 
 
@@ -64,7 +68,7 @@ def test_discriminator_rows_match_official_table(face_report):
 
 def test_executed_clstm_skips_chainers_zero_input_convolutions(ucf_report):
     """Chainer convolves zeros at steps 2..16: 15 × 4 × 2·(9·4096·1024·9) FLOPs, absent from our forward."""
-    g = ucf_report["variants"]["tganv2"]["generator"]
+    g = ucf_report["variants"]["preset"]["generator"]
     skipped = 15 * 4 * 2 * (9 * 4096 * 1024 * 9) / 1e9
     assert g["forward_gflops"][0] - g["forward_gflops_executed"][0] == pytest.approx(skipped, rel=1e-9)
     assert g["forward_gflops"][1:] == g["forward_gflops_executed"][1:]
@@ -78,7 +82,7 @@ def test_level_four_of_the_192px_generator_is_the_closed_form_conv_count(ucf_rep
 
 
 def test_batch_reduction_divides_each_level_by_its_cumulative_stride(ucf_report):
-    proposed = ucf_report["variants"]["tganv2"]
+    proposed = ucf_report["variants"]["frame+batch"]
     frame_only = ucf_report["variants"]["frame-only"]
     for net in ("generator", "discriminator"):
         for level in range(1, 4):
@@ -110,7 +114,7 @@ def test_train_step_split_follows_the_trainer_sequence(ucf_report):
         2 * n * t * h * w * 27 * 3 * ch + 2 * n * t * (h // 2) * (w // 2) * 3 * ch
         for n, t, h, w in level_shapes(cfg, 4)
     )
-    step = ucf_report["variants"]["tganv2"]["train_step_gflops"]
+    step = ucf_report["variants"]["preset"]["train_step_gflops"]
     assert step["d_fake"] == pytest.approx(4 * d_forward - rgb_input_grad / 1e9, rel=1e-6)
     assert step["d_real"] == pytest.approx(3 * d_forward - rgb_input_grad / 1e9, rel=1e-6)
     assert step["r1"] == pytest.approx(3 * d_forward, rel=1e-6)
@@ -156,3 +160,36 @@ class _NoModules:
 
     def __exit__(self, *exc):
         return None
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_cost_json_runs_for_every_preset(request, tmp_path_factory, preset):
+    """Acceptance: ``bench cost --json`` for every preset, each ablation on the preset's own layers."""
+    fixtures = {"ucf101-192-bsr": "ucf_report", "faceforensics-256": "face_report"}  # already computed
+    if preset in fixtures:
+        report = request.getfixturevalue(fixtures[preset])
+    else:
+        out = tmp_path_factory.mktemp("cost") / f"{preset}.json"
+        assert main(["bench", "cost", "--preset", preset, "--json", "--output", str(out)]) == 0
+        report = json.loads(out.read_text())
+    cfg = load_preset(preset)
+    n = len(cfg.model.frame_strides)
+    variants = report["variants"]
+    assert list(variants) == ["preset", "frame+batch", "frame-only", "batch-only", "no-subsampling"]
+    assert variants["preset"]["frame_strides"] == cfg.model.frame_strides
+    assert variants["preset"]["batch_strides"] == cfg.model.batch_strides
+    assert variants["no-subsampling"]["frame_strides"] == [1] * n
+    assert variants["frame+batch"]["batch_strides"] == [2] * n
+    totals = {}
+    for name, variant in variants.items():
+        assert len(variant["level_shapes"]) == n + 1 == len(variant["generator"]["forward_gflops"]), name
+        totals[name] = sum(variant["train_step_gflops"].values())
+        if "same_model_as" in variant:  # counted once: the same model under another name
+            first = variants[variant["same_model_as"]]
+            assert (variant["frame_strides"], variant["batch_strides"]) == (
+                first["frame_strides"],
+                first["batch_strides"],
+            )
+    # subsampling only removes work: no-subsampling is the most expensive step, frame+batch the cheapest
+    assert max(totals.values()) == totals["no-subsampling"]
+    assert min(totals.values()) == totals["frame+batch"]

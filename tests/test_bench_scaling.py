@@ -28,25 +28,25 @@ def _rendered_voxels(cfg) -> list[float]:
 
 def test_level_per_doubling_keeps_every_rendered_level_the_same_size():
     configs = scaling_configs(load_preset("ucf101-192-bsr"))
-    cfg_64f = configs["level-per-doubling-64f"]["tganv2"][512]
+    cfg_64f = configs["level-per-doubling-64f"]["preset"][512]
     assert cfg_64f.model.n_levels == 7
     assert _rendered_voxels(cfg_64f) == [4 * 64 * 8 * 8] * 7
     # with 16-frame clips the frames run out after 4 layers; from then on each level doubles
-    voxels = _rendered_voxels(configs["level-per-doubling"]["tganv2"][512])
+    voxels = _rendered_voxels(configs["level-per-doubling"]["preset"][512])
     assert voxels == [4 * 16 * 8 * 8] * 5 + [2 * 4 * 16 * 8 * 8, 4 * 4 * 16 * 8 * 8]
     naive = _rendered_voxels(configs["level-per-doubling"]["no-subsampling"][512])
     assert naive == [4 * 16 * 8 * 8 * 4**k for k in range(7)]
 
 
-def test_measured_memory_grows_linearly_with_tganv2_and_4x_without():
+def test_measured_memory_grows_linearly_with_subsampling_and_4x_without():
     report = scaling_report(load_preset("ucf101-192-bsr"), 4, families_wanted=("level-per-doubling-64f",))
     family = report["families"]["level-per-doubling-64f"]
-    rows = family["tganv2"]["rows"]
+    rows = family["preset"]["rows"]
     g_memory = [row["generator_activation_gb"] for row in rows]
     g_increments = [b - a for a, b in zip(g_memory, g_memory[1:])]
     # each doubling adds one up-block + renderer on an equally sized map: the same bytes every time
     assert max(g_increments) == pytest.approx(min(g_increments), rel=0.01)
-    assert family["tganv2"]["activation_growth_per_doubling"] < 1.3
+    assert family["preset"]["activation_growth_per_doubling"] < 1.3
     naive = family["no-subsampling"]
     assert naive["activation_growth_per_doubling"] > 3.5
     assert [row["resolution"] for row in naive["rows"]] == [64, 128, 256, 512]

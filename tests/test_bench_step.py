@@ -1,45 +1,100 @@
 """``tganv2 bench step``: the child-process step runner, the largest-batch search and the MFU arithmetic.
 
 No timing is asserted: the child runs of the search are replaced by fakes with known peak memory, and the
-real child run uses a tiny model and checks only what it reports about itself.
+real child runs use tiny models and check only what they report about themselves (their model, their
+set-up). The FLOPs behind MFU are checked against an independent count: ``FlopCounterMode`` over one real
+``Trainer.step``.
 """
 
 from __future__ import annotations
 
-import statistics
+import contextlib
+import json
 
 import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
 from tganv2.bench import step as bench_step
-from tganv2.bench.cost import train_step_gflops
-from tganv2.config import ABLATIONS, apply_overrides, load_preset
+from tganv2.cli import main
+from tganv2.config import build_discriminator, build_generator, config_to_dict, load_config, variant_config
+from tganv2.training.step import Trainer
 
 TINY = ["model.n_frames=8", "model.z_dim=8", "model.ch=2", "model.clstm_ch=8", "model.d_ch=2"]
 
 
-def _spec(**fields) -> dict:
+def _tiny(batch: int = 4, variant: str = "preset"):
+    return bench_step.step_config(load_config("small-64", overrides=TINY), variant, batch, "fp32")
+
+
+def _spec(batch: int = 4, **fields) -> dict:
     spec = {
-        "preset": "small-64",
-        "variant": "tganv2",
-        "batch": 4,
-        "precision": "fp32",
-        "compile": False,
+        "variant": "preset",
+        "config": config_to_dict(_tiny(batch)),
         "device": "cpu",
         "warmup": 1,
         "iters": 2,
-        "overrides": TINY,
+        "threads": 1,
     }
     spec.update(fields)
     return spec
 
 
-def test_child_process_runs_real_trainer_steps():
-    result = bench_step.run_in_child(_spec(), timeout=300)
-    assert "error" not in result, result.get("error")
-    assert len(result["step_seconds"]) == 2
-    assert result["median_step_s"] == statistics.median(result["step_seconds"])
-    assert result["peak_rss_gb"] >= result["rss_before_step_gb"] > 0
-    assert result["peak_memory_gb"] == pytest.approx(result["peak_rss_gb"] - result["rss_before_step_gb"])
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _counted_step_gflops(cfg) -> float:
+    """FLOPs of one real ``Trainer.step`` on the CPU, counted by ``FlopCounterMode`` (independent of cost)."""
+
+    class Untracked(contextlib.nullcontext):  # the stock module tracker cannot follow autograd.grad on leaves
+        parents = {"Global"}
+
+    trainer = Trainer(cfg, "cpu")
+    m = cfg.model
+    clips = torch.rand(cfg.train.batch, m.out_channels, m.n_frames, m.resolution, m.resolution) * 2 - 1
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = Untracked()
+    with counter:
+        trainer.step(lambda: (clips, None))
+    return counter.get_total_flops() / 1e9
+
+
+@pytest.mark.parametrize("variant", ["preset", "no-subsampling"])
+def test_report_step_flops_equal_a_counted_real_step(monkeypatch, variant):
+    monkeypatch.setattr(bench_step, "measured_rates", lambda device, threads=0, size=0: _FAKE_RATES)
+    monkeypatch.setattr(bench_step, "run_in_child", lambda spec, timeout=None: {**spec, "median_step_s": 0.5})
+    report = bench_step.step_report(_tiny(), batch=4, device="cpu", variants=(variant,))
+    counted = _counted_step_gflops(_tiny(4, variant))
+    assert report["variants"][variant]["train_step_gflops"] == pytest.approx(counted, rel=0.01)
+
+
+_FAKE_RATES = {  # TFLOP/s
+    "bf16_matmul_tflops": 2.0,
+    "fp32_matmul_tflops": 1.0,
+    "fp32_matmul_mode": "ieee",
+    "matmul_threads": 1,
+}
+
+
+def test_flop_utilisation_is_step_flops_over_time_over_the_rate_of_the_precision(monkeypatch):
+    monkeypatch.setattr(bench_step, "measured_rates", lambda device, threads=0, size=0: _FAKE_RATES)
+    monkeypatch.setattr(bench_step, "run_in_child", lambda spec, timeout=None: {**spec, "median_step_s": 0.5})
+    report = bench_step.step_report(_tiny(), precision="fp32", batch=4, device="cpu")
+    assert list(report["variants"]) == ["preset", "no-subsampling"]
+    for run in report["variants"].values():
+        flops = run["train_step_gflops"]
+        assert run["iterations_per_s"] == 2.0 and run["clips_per_s"] == 8.0
+        assert run["mfu"] == pytest.approx(flops / 0.5 / 1e3 / 1.0)  # fp32: the fp32 rate
+        assert run["mfu_vs_bf16_matmul"] == pytest.approx(flops / 0.5 / 1e3 / 2.0)
+        assert run["mfu_vs_fp32_matmul"] == pytest.approx(flops / 0.5 / 1e3 / 1.0)
+    # without subsampling the step is bigger; this tiny model: L2-L4 run 8 frames instead of 4/2/1
+    flops = {name: run["train_step_gflops"] for name, run in report["variants"].items()}
+    assert flops["no-subsampling"] > 1.5 * flops["preset"]
+    bf16 = bench_step.step_report(_tiny(), precision="bf16", batch=4, device="cpu", variants=("preset",))
+    run = bf16["variants"]["preset"]
+    assert run["mfu"] == pytest.approx(run["train_step_gflops"] / 0.5 / 1e3 / 2.0)  # bf16: the bf16 rate
 
 
 def test_cpu_search_picks_the_largest_batch_predicted_within_budget(monkeypatch):
@@ -47,8 +102,9 @@ def test_cpu_search_picks_the_largest_batch_predicted_within_budget(monkeypatch)
     calls = []
 
     def fake_child(spec, timeout=None):
-        calls.append(spec["batch"])
-        return {**spec, "out_of_memory": False, "peak_rss_gb": 1.0 + 0.1 * spec["batch"]}
+        batch = spec["config"]["train"]["batch"]
+        calls.append(batch)
+        return {**spec, "batch": batch, "out_of_memory": False, "peak_rss_gb": 1.0 + 0.1 * batch}
 
     monkeypatch.setattr(bench_step, "run_in_child", fake_child)
     measured = {"peak_memory_gb": 0.4, "rss_before_step_gb": 1.0, "peak_rss_gb": 1.4}
@@ -61,7 +117,8 @@ def test_cpu_search_picks_the_largest_batch_predicted_within_budget(monkeypatch)
 
 def test_cpu_search_halves_when_the_verification_step_exceeds_the_budget(monkeypatch):
     def fake_child(spec, timeout=None):  # memory grows faster than the linear prediction
-        return {**spec, "out_of_memory": False, "peak_rss_gb": 1.0 + 0.01 * spec["batch"] ** 2}
+        batch = spec["config"]["train"]["batch"]
+        return {**spec, "batch": batch, "out_of_memory": False, "peak_rss_gb": 1.0 + 0.01 * batch**2}
 
     monkeypatch.setattr(bench_step, "run_in_child", fake_child)
     measured = {"peak_memory_gb": 0.16, "rss_before_step_gb": 1.0, "peak_rss_gb": 1.16}
@@ -72,34 +129,13 @@ def test_cpu_search_halves_when_the_verification_step_exceeds_the_budget(monkeyp
 
 def test_cuda_search_doubles_until_out_of_memory(monkeypatch):
     def fake_child(spec, timeout=None):
-        return {**spec, "out_of_memory": spec["batch"] > 32}
+        batch = spec["config"]["train"]["batch"]
+        return {**spec, "batch": batch, "out_of_memory": batch > 32}
 
     monkeypatch.setattr(bench_step, "run_in_child", fake_child)
     measured = {"out_of_memory": False}
     best, trials = bench_step.largest_batch(_spec(device="cuda"), measured, 1024, 0.0)
     assert best == 32 and [t["batch"] for t in trials] == [8, 16, 32, 64]
-
-
-def test_report_flop_utilisation_is_step_flops_over_time_over_matmul_rate(monkeypatch):
-    def fake_rate(device, dtype, **_):  # TFLOP/s
-        return 2.0 if "bfloat" in str(dtype) else 1.0
-
-    def fake_child(spec, timeout=None):
-        return {**spec, "median_step_s": 0.5, "peak_memory_gb": 1.0}
-
-    monkeypatch.setattr(bench_step, "matmul_tflops", fake_rate)
-    monkeypatch.setattr(bench_step, "run_in_child", fake_child)
-    report = bench_step.step_report(preset="small-64", batch=4, device="cpu", overrides=TINY)
-    for variant in ("tganv2", "no-subsampling"):
-        cfg = apply_overrides(load_preset("small-64", TINY), {**ABLATIONS.get(variant, {}), "train.batch": 4})
-        flops = sum(train_step_gflops(cfg, 4).values())
-        run = report["variants"][variant]
-        assert run["train_step_gflops"] == pytest.approx(flops)
-        assert run["iterations_per_s"] == 2.0
-        assert run["mfu_vs_bf16_matmul"] == pytest.approx(flops / 0.5 / 1e3 / 2.0)
-        assert run["mfu_vs_fp32_matmul"] == pytest.approx(flops / 0.5 / 1e3 / 1.0)
-    flops = {name: run["train_step_gflops"] for name, run in report["variants"].items()}
-    assert flops["no-subsampling"] > flops["tganv2"]
 
 
 def test_rounds_merge_all_timed_steps_and_keep_the_worst_peak():
@@ -110,3 +146,62 @@ def test_rounds_merge_all_timed_steps_and_keep_the_worst_peak():
     merged = bench_step._merge_rounds(runs)
     assert merged["median_step_s"] == 2.5 and merged["median_step_cpu_s"] == 2.0
     assert merged["peak_memory_gb"] == 0.7 and len(merged["rounds"]) == 2
+
+
+# --- the CLI on the small presets, with a --config file (issue 11 §2, §3) ---------------------------------
+
+
+@pytest.mark.parametrize("preset, n_layers", [("small-64", 3), ("demo-64", 2)])
+def test_cli_child_runs_the_parents_model_with_the_training_set_up(tmp_path, capsys, preset, n_layers):
+    """A YAML file reaches the child: its G and D are the parent's (the preset alone would differ), and the
+    ablation is derived from the preset's own number of layers (demo-64 has 2)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"n_frames": 8, "z_dim": 8, "ch": 3, "clstm_ch": 8, "d_ch": 2}})
+    )
+    argv = ["bench", "step", "--preset", preset, "--config", str(config), "--variants", "no-subsampling"]
+    argv += ["--batch", "2", "--iters", "1", "--warmup", "0", "--threads", "1", "--matmul-size", "256"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    run = report["variants"]["no-subsampling"]
+    assert "error" not in run, run.get("error")
+    expected = variant_config(load_config(preset, [config]), "no-subsampling")
+    assert expected.model.frame_strides == [1] * n_layers and expected.model.n_levels == n_layers + 1
+    assert run["generator_parameters"] == _parameters(build_generator(expected))
+    assert run["discriminator_parameters"] == _parameters(build_discriminator(expected))
+    assert run["generator_parameters"] != _parameters(build_generator(load_config(preset)))
+    assert report["config"]["model"]["ch"] == 3 and len(run["step_seconds"]) == 1
+    assert run["peak_rss_gb"] >= run["rss_before_step_gb"] > 0
+    # training's set-up ran in the child (torch's own default for TF32 matmuls is off), with the thread
+    # count that the matmul rate was measured at
+    training_set_up = {"cuda_matmul_allow_tf32": True, "cudnn_allow_tf32": True, "cudnn_benchmark": False}
+    assert run["backends"] == report["backends"] == training_set_up  # cuDNN autotuning on CUDA only
+    assert run["threads"] == report["matmul_threads"] == 1
+    assert report["fp32_matmul_mode"] == "ieee"  # TF32 is CUDA only
+
+
+def test_cost_peak_memory_children_get_the_resolved_config_of_each_variant(tmp_path, capsys, monkeypatch):
+    """``bench cost --peak-memory``: each child is sent the config file's model, with its ablation."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"n_frames": 8, "z_dim": 8, "ch": 3, "clstm_ch": 8, "d_ch": 2}})
+    )
+    sent = {}
+
+    def fake_child(spec, timeout=None):
+        sent[spec["variant"]] = spec["config"]
+        return {"peak_memory_gb": 0.1, "generator_parameters": 1}
+
+    monkeypatch.setattr(bench_step, "run_in_child", fake_child)
+    argv = ["bench", "cost", "--preset", "small-64", "--config", str(config), "--batch", "4"]
+    assert main([*argv, "--peak-memory", "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cfg = load_config("small-64", [config])
+    assert list(sent) == ["preset", "no-subsampling"]  # small-64 is frame-only: measured once
+    for variant, sent_config in sent.items():
+        assert sent_config == config_to_dict(bench_step.step_config(cfg, variant, 4, "fp32")), variant
+    # batch 4 does not divide by the total batch stride 8 of 3 layers: those variants say so, alone
+    peak = report["peak_memory"]["variants"]
+    assert "divisible by the total batch stride 8" in peak["frame+batch"]["error"]
+    assert "error" in peak["batch-only"] and peak["preset"]["peak_memory_gb"] == 0.1
+    assert peak["frame-only"] == {**peak["preset"], "same_model_as": "preset"}

@@ -28,6 +28,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "PRESETS",
+    "ABLATIONS",
+    "PRESET_VARIANT",
+    "VARIANTS",
+    "ablation_overrides",
+    "variant_config",
     "load_preset",
     "load_config",
     "apply_overrides",
@@ -162,7 +167,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ucf101-192":        {},  # official README run: t_size 3, CLSTM 1024, frame stride 2, batch stride 1
     "ucf101-192-bsr":    {"model.batch_strides": [2, 2, 2]},  # paper Table 1: frame + batch reduction
     "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
-    "frame-only":        {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
     "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
@@ -170,12 +174,41 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # fmt: on
 
-# The Table 1 ablations that derive from a base preset (used by `bench cost` and benchmarks/ablation.py).
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "frame-only": {"model.frame_strides": [2, 2, 2], "model.batch_strides": [1, 1, 1]},
-    "batch-only": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
-    "no-subsampling": {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
+# Presets that no longer exist, with what to use instead (named in the error).
+REMOVED_PRESETS: dict[str, str] = {
+    "frame-only": "it was the same config as 'ucf101-192' (frame stride 2, batch stride 1); "
+    "use --preset ucf101-192",
 }
+
+# The paper's Table 1 variants as (frame stride, batch stride) at every subsampling layer, so that they
+# apply to a preset with any number of layers (`bench cost`, `bench step`, `bench scaling`,
+# benchmarks/ablation.py). The config as given is the variant PRESET_VARIANT.
+ABLATIONS: dict[str, tuple[int, int]] = {
+    "frame+batch": (2, 2),  # the paper's proposed model ("TGANv2" in Tables 1 and 2)
+    "frame-only": (2, 1),
+    "batch-only": (1, 2),
+    "no-subsampling": (1, 1),
+}
+PRESET_VARIANT = "preset"
+VARIANTS: tuple[str, ...] = (PRESET_VARIANT, *ABLATIONS)
+
+
+def ablation_overrides(name: str, n_layers: int) -> dict[str, list[int]]:
+    """The dotted overrides of ablation ``name`` for a model with ``n_layers`` subsampling layers."""
+    if name not in ABLATIONS:
+        raise ConfigError(f"unknown ablation '{name}' (expected one of: {', '.join(ABLATIONS)})")
+    frame_stride, batch_stride = ABLATIONS[name]
+    return {
+        "model.frame_strides": [frame_stride] * n_layers,
+        "model.batch_strides": [batch_stride] * n_layers,
+    }
+
+
+def variant_config(cfg: Config, name: str) -> Config:
+    """``cfg`` as given (``name == "preset"``) or with ablation ``name`` on its own number of layers."""
+    if name == PRESET_VARIANT:
+        return cfg
+    return apply_overrides(cfg, ablation_overrides(name, len(cfg.model.frame_strides)))
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -351,6 +384,8 @@ def _validate(cfg: Config) -> None:
 
 def load_preset(name: str = "ucf101-192", overrides: list[str] | dict[str, Any] | None = None) -> Config:
     """The named preset with optional dotted overrides, e.g. ``load_preset("demo-64", ["train.batch=4"])``."""
+    if name in REMOVED_PRESETS:
+        raise ConfigError(f"preset '{name}' was removed: {REMOVED_PRESETS[name]}")
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}' (expected one of: {', '.join(PRESETS)})")
     cfg = apply_overrides(Config(preset=name), PRESETS[name])

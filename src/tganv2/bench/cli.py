@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..config import add_config_arguments, config_from_args, load_config
+from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..errors import UserError
 
 
@@ -43,7 +43,7 @@ def run_cost(args: argparse.Namespace) -> int:
     report = cost_report(cfg, args.batch, official_conventions=args.fractional_batch)
     report.update(_provenance())
     if args.peak_memory:
-        report["peak_memory"] = _peak_memory(args, report)
+        report["peak_memory"] = _peak_memory(args, cfg, report)
     if args.json:
         _write_or_print(report, args.output)
     else:
@@ -53,28 +53,43 @@ def run_cost(args: argparse.Namespace) -> int:
     return 0
 
 
-def _peak_memory(args: argparse.Namespace, report: dict) -> dict:
-    """One real ``Trainer.step`` per variant in a child process: its peak memory (see bench.step)."""
+def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
+    """One real ``Trainer.step`` per variant of the resolved ``cfg`` in a child process: its peak memory."""
     import torch
 
-    from .step import run_in_child
+    from .step import run_in_child, step_config
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = {"device": device, "batch": args.batch, "variants": {}}
-    for variant in report["variants"]:
+    for variant, cost in report["variants"].items():
+        if "same_model_as" in cost:  # the same model: measured once
+            out["variants"][variant] = {
+                **out["variants"][cost["same_model_as"]],
+                "same_model_as": cost["same_model_as"],
+            }
+            continue
+        try:
+            variant_cfg = step_config(cfg, variant, args.batch, "fp32")
+        except ConfigError as e:  # e.g. a batch that the variant's batch strides do not divide
+            out["variants"][variant] = {"error": str(e)}
+            continue
         spec = {
-            "preset": args.preset,
             "variant": variant,
-            "batch": args.batch,
-            "precision": "fp32",
-            "compile": False,
+            "config": config_to_dict(variant_cfg),
             "device": device,
             "warmup": 0,
             "iters": 1,
-            "overrides": list(args.overrides),
         }
         run = run_in_child(spec)
-        keys = ("peak_memory_gb", "peak_rss_gb", "rss_before_step_gb", "peak_allocated_gb", "error")
+        keys = (
+            "peak_memory_gb",
+            "peak_rss_gb",
+            "rss_before_step_gb",
+            "peak_allocated_gb",
+            "generator_parameters",
+            "discriminator_parameters",
+            "error",
+        )
         out["variants"][variant] = {k: run[k] for k in keys if k in run}
     return out
 
@@ -113,7 +128,8 @@ def _print_cost(report: dict) -> None:
         reduction = official.get(net, {}).get("memory_reduction")
         if reduction:
             console.print(
-                f"{net} activation memory, no-subsampling / tganv2: measured ×{reduction['measured']:.1f}, "
+                f"{net} activation memory, no-subsampling / frame+batch: measured "
+                f"×{reduction['measured']:.1f}, "
                 f"official ×{reduction['official']:.1f}"
             )
     table = Table(title="training step GFLOPs (forward + backward, integer level batches)")
@@ -159,8 +175,11 @@ def run_scaling(args: argparse.Namespace) -> int:
         for name, result in variants.items():
             for row in result["rows"]:
                 table.add_row(
-                    name, str(row["resolution"]), str(row["levels"]),
-                    f"{row['activation_gb']:.3f}", f"{row['gflops']:.1f}",
+                    name,
+                    str(row["resolution"]),
+                    str(row["levels"]),
+                    f"{row['activation_gb']:.3f}",
+                    f"{row['gflops']:.1f}",
                 )
         console.print(table)
         for name, result in variants.items():
@@ -185,9 +204,9 @@ def run_step(args: argparse.Namespace) -> int:
 
     if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
         raise UserError("--iters and --repeats must be >= 1 and --warmup >= 0")
-    load_config(args.preset, overrides=args.overrides)  # a bad preset or key fails here, in one line
+    cfg = config_from_args(args)  # a bad preset, file or key fails here, in one line
     report = step_report(
-        preset=args.preset,
+        cfg,
         precision=args.precision,
         compile=args.compile,
         batch=args.batch,
@@ -198,9 +217,9 @@ def run_step(args: argparse.Namespace) -> int:
         find_max_batch=args.find_max_batch,
         max_batch=args.max_batch,
         memory_budget_gb=args.memory_budget_gb,
-        overrides=args.overrides,
         repeats=args.repeats,
         threads=args.threads,
+        matmul_size=args.matmul_size,
     )
     report.update(_provenance())
     if args.json:
@@ -212,8 +231,9 @@ def run_step(args: argparse.Namespace) -> int:
         f"median of {report['repeats']}×{report['iters']} steps after {report['warmup']} warm-up"
     )
     print(
-        f"measured matmul rate: bf16 {report['bf16_matmul_tflops'] * 1e3:.0f} GFLOP/s, "
-        f"fp32 {report['fp32_matmul_tflops'] * 1e3:.0f} GFLOP/s"
+        f"measured matmul rate ({report['matmul_threads']} threads): bf16 "
+        f"{report['bf16_matmul_tflops'] * 1e3:.0f} GFLOP/s, fp32 ({report['fp32_matmul_mode']}) "
+        f"{report['fp32_matmul_tflops'] * 1e3:.0f} GFLOP/s"
     )
     for name, run in report["variants"].items():
         if run.get("error") or not run.get("median_step_s"):
@@ -224,7 +244,8 @@ def run_step(args: argparse.Namespace) -> int:
             f"fastest {run.get('min_step_s') or float('nan'):.2f} s, "
             f"{run.get('median_step_cpu_s') or float('nan'):.2f} CPU-s), "
             f"peak {run['peak_memory_gb']:.2f} GB, {run['train_step_gflops']:.0f} GFLOP/step, "
-            f"MFU {run['mfu_vs_bf16_matmul']:.1%} of bf16 matmul ({run['mfu_vs_fp32_matmul']:.1%} of fp32)"
+            f"MFU {run['mfu']:.1%} of the {report['precision']} matmul rate "
+            f"({run['mfu_vs_bf16_matmul']:.1%} of bf16, {run['mfu_vs_fp32_matmul']:.1%} of fp32)"
         )
         if "largest_batch" in run:
             line += f"; largest batch {run['largest_batch']}"
@@ -258,7 +279,8 @@ def add_commands(subparsers) -> None:
         "cost",
         help="per-level forward GFLOPs and activation memory of a preset and its Table 1 ablations",
         description="Per-level forward GFLOPs and saved-activation GB of G and D, and training-step GFLOPs, "
-        "for the preset and each Table 1 ablation at the same batch (meta device: deterministic, no GPU). "
+        f"for the config as given and each Table 1 ablation on its own number of layers "
+        f"({', '.join(VARIANTS)}) at the same batch (meta device: deterministic, no GPU). "
         "With --batch 4 --fractional-batch the official figure/gflops.tsv conventions are used and the "
         "matching official rows are compared.",
     )
@@ -270,9 +292,12 @@ def add_commands(subparsers) -> None:
         help="official table conventions: level l counts batch/Π strides samples (may be < 1) and the "
         "ConvLSTM input convolution Chainer runs on zeros is counted",
     )
-    cost.add_argument("--peak-memory", action="store_true",
-                      help="also run one real step per variant in a child process and report its peak memory "
-                      "(heavy for full-size presets on CPU)")
+    cost.add_argument(
+        "--peak-memory",
+        action="store_true",
+        help="also run one real step per variant in a child process and report its peak memory "
+        "(heavy for full-size presets on CPU)",
+    )
     cost.add_argument("--device", default=None, help="device for --peak-memory (default: cuda if available)")
     _add_report_arguments(cost, "tables")
     cost.set_defaults(func=run_cost)
@@ -280,8 +305,9 @@ def add_commands(subparsers) -> None:
     scaling = sub.add_parser(
         "scaling",
         help="activation memory and FLOPs against the final resolution (64-512 px)",
-        description="G + D forward activation memory and FLOPs for final resolutions 64-512 px, TGANv2 and "
-        "no-subsampling, with 4 fixed levels (t_size 1-8) and with one level per doubling.",
+        description="G + D forward activation memory and FLOPs for final resolutions 64-512 px, the "
+        "preset's subsampling ('preset') and no-subsampling, with 4 fixed levels (t_size 1-8) and with one "
+        "level per doubling.",
     )
     add_config_arguments(scaling, "ucf101-192-bsr")
     scaling.add_argument("--batch", type=int, default=4, help="level-1 batch (default 4)")
@@ -294,25 +320,44 @@ def add_commands(subparsers) -> None:
         "step",
         help="wall-clock it/s, peak memory and MFU of real training steps",
         description="Times Trainer.step (each variant in its own child process) after warm-up and reports "
-        "the median, peak memory, model FLOP utilisation and optionally the largest batch that fits.",
+        "the median, peak memory, model FLOP utilisation and optionally the largest batch that fits. Each "
+        "child gets the resolved config (preset, --config files, overrides) and training's device set-up.",
     )
-    step.add_argument("--preset", default="small-64", help="preset (default small-64; on CPU keep it small)")
+    add_config_arguments(step, "small-64")  # on CPU keep it small
     step.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     step.add_argument("--compile", action="store_true", help="torch.compile the generator (never D)")
     step.add_argument("--batch", type=int, default=None, help="level-1 batch (default: the preset's)")
     step.add_argument("--iters", type=int, default=5, help="timed steps (median reported)")
     step.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    step.add_argument("--repeats", type=int, default=1,
-                      help="rounds of child runs, alternating the variants (median over all timed steps)")
+    step.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of child runs, alternating the variants (median over all timed steps)",
+    )
     step.add_argument("--device", default=None, help="cpu or cuda[:k] (default: cuda if available)")
-    step.add_argument("--variants", nargs="+", default=["tganv2", "no-subsampling"],
-                      choices=["tganv2", "frame-only", "batch-only", "no-subsampling"])
-    step.add_argument("--find-max-batch", action="store_true",
-                      help="find the largest batch that fits: doubling until OOM on CUDA; on CPU the largest "
-                      "power-of-two multiple predicted within --memory-budget-gb, then verified")
+    step.add_argument(
+        "--variants",
+        nargs="+",
+        default=["preset", "no-subsampling"],
+        choices=VARIANTS,
+        help="'preset': the config as given; the others: its Table 1 ablations "
+        "(default: preset no-subsampling)",
+    )
+    step.add_argument(
+        "--find-max-batch",
+        action="store_true",
+        help="find the largest batch that fits: doubling until OOM on CUDA; on CPU the largest "
+        "power-of-two multiple predicted within --memory-budget-gb, then verified",
+    )
     step.add_argument("--max-batch", type=int, default=256, help="cap for --find-max-batch")
     step.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: default)")
+    step.add_argument(
+        "--matmul-size",
+        type=int,
+        default=0,
+        help="matmul operand size for the peak rate (0: 8192 on CUDA, 2048 on CPU)",
+    )
     step.add_argument("--memory-budget-gb", type=float, default=4.0, help="CPU peak-RSS budget (default 4)")
-    step.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     _add_report_arguments(step, "a summary")
     step.set_defaults(func=run_step)

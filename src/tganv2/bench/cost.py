@@ -1,6 +1,8 @@
 """Per-level cost of one TGANv2 training step and of the paper's Table 1 ablations (``tganv2 bench cost``).
 
-For a preset and each ablation derived from it (``tganv2.config.ABLATIONS``) at the same level-1 batch:
+For a preset as given (variant ``preset``) and each Table 1 ablation derived from its own number of
+subsampling layers (``tganv2.config.ABLATIONS``: ``frame+batch``, ``frame-only``, ``batch-only``,
+``no-subsampling``), at the same level-1 batch:
 
 * forward GFLOPs per level of G and of D, from ``torch.utils.flop_counter`` (2 FLOPs per multiply-add;
   convolutions and matmuls only);
@@ -36,7 +38,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import ABLATIONS, Config, apply_overrides, build_discriminator, build_generator, level_shapes
+from ..config import (
+    VARIANTS,
+    Config,
+    build_discriminator,
+    build_generator,
+    config_to_dict,
+    level_shapes,
+    variant_config,
+)
 from ..losses import discriminator_fake_loss, discriminator_real_loss, generator_loss, r1_penalty
 from ..nn.subsample import batch_reductions
 
@@ -55,24 +65,27 @@ __all__ = [
 GB = 1e9  # the official table's unit; decimal gigabytes
 
 # figure/gflops.tsv and figure/memory.tsv of the official repository, levels L1..L4 at batch 4.
-# Keys follow our variant names: "tganv2" is the paper's proposed model (frame + batch reduction).
+# Keys follow our variant names: "frame+batch" is the paper's proposed model (TGANv2).
 OFFICIAL_GFLOPS = {
     "generator": {
         "no-subsampling": [192.41, 35.61, 36.18, 96.37],
         "frame-only": [192.41, 17.80, 9.05, 12.05],
-        "tganv2": [192.41, 8.90, 2.26, 1.51],
+        "frame+batch": [192.41, 8.90, 2.26, 1.51],
     },
     "discriminator": {
         "no-subsampling": [36.09, 144.34, 577.37, 2309.48],
         "frame-only": [36.09, 72.17, 172.19, 478.09],
-        "tganv2": [36.09, 36.09, 43.05, 59.76],
+        "frame+batch": [36.09, 36.09, 43.05, 59.76],
     },
 }
 OFFICIAL_MEMORY_GB = {
-    "generator": {"no-subsampling": [0.722, 0.745, 1.503, 4.746], "tganv2": [0.722, 0.195, 0.098, 0.076]},
+    "generator": {
+        "no-subsampling": [0.722, 0.745, 1.503, 4.746],
+        "frame+batch": [0.722, 0.195, 0.098, 0.076],
+    },
     "discriminator": {
         "no-subsampling": [0.185, 0.736, 2.952, 11.816],
-        "tganv2": [0.185, 0.185, 0.190, 0.211],
+        "frame+batch": [0.185, 0.185, 0.190, 0.211],
     },
 }
 # The model each half of the official table was measured on (checked before comparing).
@@ -84,11 +97,8 @@ OFFICIAL_BATCH = 4
 
 
 def variant_configs(cfg: Config) -> dict[str, Config]:
-    """The preset as given ("tganv2") and each Table 1 ablation applied on top of it."""
-    variants = {"tganv2": cfg}
-    for name, overrides in ABLATIONS.items():
-        variants[name] = apply_overrides(cfg, overrides)
-    return variants
+    """The preset as given (``preset``) and each Table 1 ablation on its own number of layers."""
+    return {name: variant_config(cfg, name) for name in VARIANTS}
 
 
 def fractional_level_batches(cfg: Config, batch: int) -> list[float]:
@@ -306,9 +316,19 @@ def train_step_gflops(cfg: Config, batch: int) -> dict[str, float]:
 
 
 def cost_report(cfg: Config, batch: int, official_conventions: bool = False) -> dict:
-    """The ``bench cost --json`` document for ``cfg`` and its ablations at level-1 ``batch``."""
-    variants = {}
+    """The ``bench cost --json`` document for ``cfg`` and its ablations at level-1 ``batch``.
+
+    A variant whose model equals an earlier one's (``frame-only`` of ``ucf101-192``, say) is counted once
+    and says so in ``same_model_as``.
+    """
+    variants: dict[str, dict] = {}
+    counted: dict[str, str] = {}  # model config (JSON) -> the first variant with it
     for name, variant in variant_configs(cfg).items():
+        key = repr(config_to_dict(variant)["model"])
+        if key in counted:
+            variants[name] = {**variants[counted[key]], "same_model_as": counted[key]}
+            continue
+        counted[key] = name
         m = variant.model
         variants[name] = {
             "frame_strides": list(m.frame_strides),
@@ -341,11 +361,12 @@ def compare_with_official(report: dict, cfg: Config) -> dict:
     """Rows of the official table this run can be compared with, with the max relative error per row.
 
     G rows need the 192 px generator geometry, D rows the 256 px level inputs; both need batch 4 and the
-    official conventions. The "tganv2" row is the paper's proposed model, so it needs frame and batch
-    strides of 2. Memory rows are listed with the measured/official ratio (Chainer keeps more buffers).
+    official conventions. The official rows are the ablations of the same names (``frame+batch`` is the
+    paper's proposed model). Memory rows are listed with the measured/official ratio (Chainer keeps more
+    buffers).
     """
     out: dict = {}
-    if report["batch"] != OFFICIAL_BATCH or not report["fractional_batch"]:
+    if report["batch"] != OFFICIAL_BATCH or not report["fractional_batch"] or cfg.model.n_levels != 4:
         return out
     for net in ("generator", "discriminator"):
         if any(getattr(cfg.model, k) != v for k, v in OFFICIAL_MODELS[net].items()):
@@ -353,9 +374,6 @@ def compare_with_official(report: dict, cfg: Config) -> dict:
         rows = {}
         for name, official in OFFICIAL_GFLOPS[net].items():
             variant = report["variants"][name]
-            proposed = variant["frame_strides"] == [2, 2, 2] and variant["batch_strides"] == [2, 2, 2]
-            if name == "tganv2" and not proposed:
-                continue
             measured = variant[net]["forward_gflops"]
             errors = [abs(m - o) / o for m, o in zip(measured, official)]
             row = {"official_gflops": official, "measured_gflops": measured, "max_rel_error": max(errors)}
@@ -365,13 +383,10 @@ def compare_with_official(report: dict, cfg: Config) -> dict:
                 row["measured_activation_gb"] = variant[net]["activation_gb"]
                 row["activation_total_ratio"] = sum(variant[net]["activation_gb"]) / sum(memory)
             rows[name] = row
-        if rows:
-            out[net] = rows
-    for rows in out.values():
-        if "no-subsampling" in rows and "tganv2" in rows:
-            naive, proposed = rows["no-subsampling"], rows["tganv2"]
-            rows["memory_reduction"] = {
-                "official": sum(naive["official_activation_gb"]) / sum(proposed["official_activation_gb"]),
-                "measured": sum(naive["measured_activation_gb"]) / sum(proposed["measured_activation_gb"]),
-            }
+        naive, proposed = rows["no-subsampling"], rows["frame+batch"]
+        rows["memory_reduction"] = {
+            "official": sum(naive["official_activation_gb"]) / sum(proposed["official_activation_gb"]),
+            "measured": sum(naive["measured_activation_gb"]) / sum(proposed["measured_activation_gb"]),
+        }
+        out[net] = rows
     return out

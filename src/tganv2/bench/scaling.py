@@ -2,8 +2,9 @@
 
 The paper's claim: with frame and batch strides of 2, "the dimensionality of the four rendered videos is
 almost equivalent ... the total amount of consumed memory increases only linearly, even if the resolution
-of the generated video is doubled". Two ways to grow the resolution are measured, each for TGANv2 (the
-preset's subsampling) and for the no-subsampling ablation, with the meta-device counters of ``cost``:
+of the generated video is doubled". Two ways to grow the resolution are measured, each for the preset's
+subsampling (variant ``preset``) and for the ``no-subsampling`` ablation (``config.ablation_overrides``),
+with the meta-device counters of ``cost``:
 
 * ``fixed-levels``: the official model, 4 levels, final size t_size·64 for t_size 1…8 (64…512 px). Every
   level's area grows with the final area, so both variants grow ~4× per doubling: not what the claim is
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..config import Config, apply_overrides
+from ..config import PRESET_VARIANT, Config, ablation_overrides, apply_overrides
 from ..nn.subsample import batch_reductions, kept_frames
 from .cost import discriminator_cost, generator_cost
 
@@ -44,31 +45,34 @@ DOUBLING_RESOLUTIONS = [64, 128, 256, 512]
 def _level_per_doubling_overrides(cfg: Config, resolution: int, subsample: bool, n_frames: int) -> dict:
     """t_size 1 and log2(resolution / 8) subsampling layers, with strides continuing the preset's."""
     n_layers = int(math.log2(resolution // 8))  # 64 px: 3 layers (4 levels), 512 px: 6 layers (7 levels)
-    frames, frame_strides = n_frames, []
-    for _ in range(n_layers):
-        stride = 2 if subsample and frames % 2 == 0 else 1  # strides must split the frames evenly
-        frame_strides.append(stride)
-        frames = kept_frames(frames, stride)
-    batch_stride = max(cfg.model.batch_strides) if subsample else 1
-    batch_strides = [batch_stride] * n_layers
+    strides = ablation_overrides("no-subsampling", n_layers)
+    if subsample:
+        frames, frame_strides = n_frames, []
+        for _ in range(n_layers):
+            stride = 2 if frames % 2 == 0 else 1  # strides must split the frames evenly
+            frame_strides.append(stride)
+            frames = kept_frames(frames, stride)
+        batch_strides = [max(cfg.model.batch_strides)] * n_layers
+        strides = {"model.frame_strides": frame_strides, "model.batch_strides": batch_strides}
     return {
         "model.t_size": 1,
         "model.n_frames": n_frames,
-        "model.frame_strides": frame_strides,
-        "model.batch_strides": batch_strides,
+        **strides,
         "model.crop_factors": [1] * n_layers,
         "model.render_level": n_layers + 1,
-        "train.batch": batch_reductions(batch_strides)[-1],  # so the config validates; batch passed apart
+        "train.batch": batch_reductions(strides["model.batch_strides"])[-1],  # validates; batch passed apart
     }
 
 
 def scaling_configs(cfg: Config) -> dict[str, dict[str, dict[int, Config]]]:
     """``{family: {variant: {resolution: Config}}}`` for the three families and two variants."""
-    naive = {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]}
+    naive = ablation_overrides("no-subsampling", len(cfg.model.frame_strides))
     reduction = batch_reductions(cfg.model.batch_strides)[-1]
     fixed_batch = {"train.batch": reduction}
     fixed = {
-        "tganv2": {r: apply_overrides(cfg, {"model.t_size": r // 64, **fixed_batch}) for r in RESOLUTIONS},
+        PRESET_VARIANT: {
+            r: apply_overrides(cfg, {"model.t_size": r // 64, **fixed_batch}) for r in RESOLUTIONS
+        },
         "no-subsampling": {
             r: apply_overrides(cfg, {"model.t_size": r // 64, **naive, **fixed_batch}) for r in RESOLUTIONS
         },
@@ -80,7 +84,7 @@ def scaling_configs(cfg: Config) -> dict[str, dict[str, dict[int, Config]]]:
                 r: apply_overrides(cfg, _level_per_doubling_overrides(cfg, r, subsample, n_frames))
                 for r in DOUBLING_RESOLUTIONS
             }
-            for name, subsample in (("tganv2", True), ("no-subsampling", False))
+            for name, subsample in ((PRESET_VARIANT, True), ("no-subsampling", False))
         }
     return families
 
@@ -149,6 +153,10 @@ FAMILY_LABELS = {
 }
 
 
+def _variant_label(report: dict, name: str) -> str:
+    return f"{report['preset']} subsampling" if name == PRESET_VARIANT else "no subsampling"
+
+
 def scaling_figure(report: dict, path: str | Path) -> Path:
     """Two log-log panels (activation GB, forward GFLOPs of G + D) against the final resolution."""
     from .plot import COLOURS, Panel, Series, line_chart
@@ -160,11 +168,13 @@ def scaling_figure(report: dict, path: str | Path) -> Path:
     for colour, (family, variants) in zip(COLOURS, report["families"].items()):
         for name, result in variants.items():
             rows = result["rows"]
-            variant_label = "TGANv2" if name == "tganv2" else "no subsampling"
+            variant_label = _variant_label(report, name)
             label = f"{variant_label}, {FAMILY_LABELS.get(family, family)}"
             xs = [row["resolution"] for row in rows]
             for panel, key in zip(panels, ("activation_gb", "gflops")):
-                panel.series.append(Series(label, xs, [row[key] for row in rows], colour, name != "tganv2"))
+                panel.series.append(
+                    Series(label, xs, [row[key] for row in rows], colour, name != PRESET_VARIANT)
+                )
     title = (
         f"preset {report['preset']}, batch {report['batch']} (fractional per level); dashed: no subsampling"
     )
@@ -181,8 +191,8 @@ def growth_figure(report: dict, path: str | Path) -> Path:
             by_resolution = {row["resolution"]: row["activation_gb"] for row in result["rows"]}
             xs = [r for r in sorted(by_resolution) if r // 2 in by_resolution]
             ys = [by_resolution[r] - by_resolution[r // 2] for r in xs]
-            variant_label = "TGANv2" if name == "tganv2" else "no subsampling"
+            variant_label = _variant_label(report, name)
             label = f"{variant_label}, {FAMILY_LABELS.get(family, family)}"
-            panel.series.append(Series(label, xs, ys, colour, name != "tganv2"))
+            panel.series.append(Series(label, xs, ys, colour, name != PRESET_VARIANT))
     title = f"preset {report['preset']}, batch {report['batch']}: flat = memory linear in the levels"
     return line_chart(path, [panel], panel_size=(760, 460), title=title)

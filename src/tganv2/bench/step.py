@@ -7,15 +7,22 @@ reals) in a **child process**, one per (variant, batch), so that peak memory is 
 * CPU: the child's peak resident set (``VmHWM``), reported with the resident set just before the first
   step (model, optimisers and the pre-rendered batches), whose difference is the step's own peak.
 
-Real batches come from the built-in synthetic dataset, rendered once before timing and cycled, so the
-figures are the training step alone (no data loading). Warm-up steps come first (they include
-``torch.compile`` of G's forward when asked, through ``train.compile``; D is never compiled because R1
-differentiates it twice); the reported time is the median of the timed steps. On a shared machine the
-median is at the mercy of other processes' load, so the fastest step (``min_step_s``) and the process CPU
-seconds are kept too, with the 1-minute load average around each run.
+Real batches come from the built-in synthetic dataset, rendered once before timing as uint8 on the device
+and cycled (the step converts them to float there, as in training), so the figures are the training step
+alone (no data loading). Warm-up steps come first (they include ``torch.compile`` of G's forward when
+asked, through ``train.compile``; D is never compiled because R1 differentiates it twice); the reported
+time is the median of the timed steps. On a shared machine the median is at the mercy of other processes'
+load, so the fastest step (``min_step_s``) and the process CPU seconds are kept too, with the 1-minute
+load average around each run.
+
+Each child receives the **resolved config** (``config_to_dict`` of the variant at its batch, precision and
+compile setting), so a ``--config`` YAML reaches it, and runs the same device set-up as ``tganv2 train``
+(``training.device.configure_backends``: TF32 and cuDNN autotuning on CUDA) at ``threads`` torch threads.
 
 Model FLOP utilisation = training-step FLOPs (the meta-device count of ``cost.train_step_gflops`` at the
-same batch) / median step time / the device's measured dense matmul rate (bf16 and fp32).
+same batch) / median step time / the device's dense matmul rate, measured by the first child before its
+steps (the same process set-up and thread count as the steps): bf16, and fp32 as training runs it, which on
+CUDA is the TF32 rate. ``mfu`` is against the rate of the run's precision.
 """
 
 from __future__ import annotations
@@ -28,11 +35,20 @@ import sys
 import time
 
 import torch
+from torch import Tensor
 
-from ..config import ABLATIONS, Config, apply_overrides, load_preset
+from ..config import Config, apply_overrides, config_from_dict, config_to_dict, variant_config
+from ..data.synthetic import SyntheticVideoDataset
+from ..training.device import backend_settings, configure_backends
+from ..training.step import Trainer
 
 __all__ = [
     "matmul_tflops",
+    "step_config",
+    "matmul_rates",
+    "measured_rates",
+    "synthetic_clips",
+    "time_steps",
     "child_step_run",
     "run_in_child",
     "largest_batch",
@@ -45,10 +61,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _default_matmul_size(device: torch.device) -> int:
+    return 8192 if device.type == "cuda" else 2048
+
+
 def matmul_tflops(device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5) -> float:
     """Measured dense matmul rate (TFLOP/s) of ``size × size`` operands; the best of ``repeats`` runs."""
     device = torch.device(device)
-    size = size or (8192 if device.type == "cuda" else 2048)
+    size = size or _default_matmul_size(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     (a @ b).sum().item()  # warm-up (and lazy init)
@@ -74,51 +94,68 @@ def _rss_gb(field: str) -> float:
     return float("nan")
 
 
-def _variant_config(
-    preset: str,
-    variant: str,
-    batch: int,
-    precision: str,
-    overrides: list[str] | None = None,
-    compile: bool = False,
-) -> Config:
-    """The preset, then the user's dotted overrides, then the ablation, batch, precision and compile."""
-    cfg = load_preset(preset, list(overrides or []))
-    extra = dict(ABLATIONS.get(variant, {}))
-    extra.update({"train.batch": batch, "train.precision": precision, "train.compile": compile})
-    return apply_overrides(cfg, extra)
+def step_config(cfg: Config, variant: str, batch: int, precision: str, compile: bool = False) -> Config:
+    """``cfg`` (the resolved config), with the ablation ``variant``, then the batch, precision and compile."""
+    overrides = {"train.batch": batch, "train.precision": precision, "train.compile": compile}
+    return apply_overrides(variant_config(cfg, variant), overrides)
 
 
-def child_step_run(spec: dict) -> dict:
-    """Build a Trainer for ``spec`` and time its steps (runs inside the child process)."""
-    from ..data.base import to_float
-    from ..data.synthetic import SyntheticVideoDataset
-    from ..training.step import Trainer
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
-    torch.manual_seed(0)
+
+def _child_setup(spec: dict) -> torch.device:
+    """The set-up of every child: training's backend flags and the requested thread count."""
+    device = torch.device(spec["device"])
+    configure_backends(device)
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    cfg = _variant_config(
-        spec["preset"],
-        spec["variant"],
-        spec["batch"],
-        spec["precision"],
-        spec.get("overrides"),
-        spec.get("compile", False),
-    )
+    return device
+
+
+def matmul_rates(device: torch.device, size: int = 0) -> dict:
+    """The matmul rates of this process as it is set up (call after ``_child_setup``)."""
+    return {
+        "bf16_matmul_tflops": matmul_tflops(device, torch.bfloat16, size),
+        # fp32 as training computes it: TF32 tensor cores on CUDA (configure_backends), IEEE fp32 on CPU
+        "fp32_matmul_tflops": matmul_tflops(device, torch.float32, size),
+        "matmul_size": size or _default_matmul_size(device),
+        "fp32_matmul_mode": "tf32"
+        if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+        else "ieee",
+        "matmul_threads": torch.get_num_threads(),
+        "backends": backend_settings(),
+    }
+
+
+def synthetic_clips(cfg: Config, n: int) -> Tensor:
+    """``n`` clips of the built-in synthetic dataset at ``cfg``'s size: (n, C, T, S, S) uint8, as the loader
+    yields them (``Trainer.step`` converts them on its device, as in training)."""
     m = cfg.model
-    dataset = SyntheticVideoDataset(
-        n_clips=spec["batch"] * 2, n_frames=m.n_frames, size=m.resolution, seed=0, train=True
-    )
-    # (2B, C, T, S, S) float in [-1, 1]
-    clips = torch.stack([to_float(dataset.get_clip(i, 0)[0]) for i in range(len(dataset))])
-    batches = [clips[: spec["batch"]].to(device), clips[spec["batch"] :].to(device)]
+    dataset = SyntheticVideoDataset(n_clips=n, n_frames=m.n_frames, size=m.resolution, seed=0)
+    return torch.stack([dataset.get_clip(i, 0)[0] for i in range(n)])
+
+
+def time_steps(
+    cfg: Config, device: torch.device, warmup: int, iters: int, clips: Tensor | None = None
+) -> dict:
+    """Build a Trainer for the resolved ``cfg`` and time ``iters`` steps after ``warmup`` (this process).
+
+    ``clips`` are the 2·batch real clips to alternate (default: rendered from the synthetic dataset). The
+    peak memory is this call's on CUDA (``max_memory_allocated`` after a reset) and the process's peak
+    resident set on the CPU (so one call per process there).
+    """
+    torch.manual_seed(0)
+    batch = cfg.train.batch
+    clips = synthetic_clips(cfg, 2 * batch) if clips is None else clips  # (2B, C, T, S, S)
+    batches = [clips[:batch].to(device), clips[batch:].to(device)]
     counter = iter(range(1 << 62))
 
     def next_real():
         return batches[next(counter) % 2], None
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(cfg, device)  # train.compile: the Trainer compiles G's forward, never D
     rss_before = _rss_gb("VmRSS")
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -126,12 +163,12 @@ def child_step_run(spec: dict) -> dict:
     times: list[float] = []
     cpu_times: list[float] = []  # process CPU seconds: far less sensitive to other processes' load
     try:
-        for _ in range(spec["warmup"]):
+        for _ in range(warmup):
             trainer.step(next_real)
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(spec["iters"]):
+        for _ in range(iters):
             start, cpu_start = time.perf_counter(), time.process_time()
             trainer.step(next_real)
             _sync(device)
@@ -140,7 +177,12 @@ def child_step_run(spec: dict) -> dict:
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
     result = {
-        **spec,
+        "batch": batch,
+        "precision": cfg.train.precision,
+        "compile": cfg.train.compile,
+        "generator_parameters": _parameters(trainer.generator),
+        "discriminator_parameters": _parameters(trainer.discriminator),
+        "backends": backend_settings(),
         "out_of_memory": out_of_memory,
         "step_seconds": times,
         "median_step_s": statistics.median(times) if times else None,
@@ -155,9 +197,26 @@ def child_step_run(spec: dict) -> dict:
     }
     if device.type == "cuda":
         result["peak_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+        del trainer, batches, clips
+        torch.cuda.empty_cache()
     result["peak_memory_gb"] = (
         result["peak_allocated_gb"] if device.type == "cuda" else result["peak_rss_gb"] - rss_before
     )
+    return result
+
+
+def child_step_run(spec: dict) -> dict:
+    """The child process's work: timed steps of ``spec['config']``, with this process's matmul rates first
+    if ``spec['matmul_rates']`` (the rates alone with ``task: matmul``)."""
+    device = _child_setup(spec)
+    rates = matmul_rates(device, spec.get("matmul_size", 0)) if spec.get("matmul_rates") else None
+    if spec.get("task") == "matmul":
+        return rates
+    cfg = config_from_dict(spec["config"])
+    brief = {k: v for k, v in spec.items() if k != "config"}
+    result = {**brief, **time_steps(cfg, device, spec["warmup"], spec["iters"])}
+    if rates is not None:
+        result["matmul"] = rates
     return result
 
 
@@ -173,25 +232,32 @@ def run_in_child(spec: dict, timeout: float | None = None) -> dict:
     )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        return {**spec, "out_of_memory": "OutOfMemory" in proc.stderr, "error": tail[0]}
+        brief = {k: v for k, v in spec.items() if k != "config"}
+        return {**brief, "out_of_memory": "OutOfMemory" in proc.stderr, "error": tail[0]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def with_batch(spec: dict, batch: int) -> dict:
+    """``spec`` with its config's level-1 batch set to ``batch``."""
+    cfg = config_from_dict(spec["config"])
+    return {**spec, "config": config_to_dict(apply_overrides(cfg, {"train.batch": batch}))}
 
 
 def largest_batch(
     spec: dict, measured: dict, max_batch: int, memory_budget_gb: float
 ) -> tuple[int, list[dict]]:
-    """The largest batch ``spec['batch']·2^k ≤ max_batch`` that fits; returns it and every trial run.
+    """The largest batch (the spec's batch ·2^k ≤ max_batch) that fits; returns it and every trial run.
 
     CUDA: double the batch until a step runs out of memory. CPU (where running out of memory means
     swapping or the OOM killer, on a machine shared with others): predict the peak RSS as linear in the
     batch from ``measured`` (the run at ``spec['batch']``), pick the largest batch whose prediction stays
     within ``memory_budget_gb``, then verify it with one step (halving while it does not fit).
     """
-    batch, trials = spec["batch"], []
+    batch, trials = spec["config"]["train"]["batch"], []
     if spec["device"].startswith("cuda"):
         best = batch if not (measured.get("error") or measured.get("out_of_memory")) else 0
         while best and best * 2 <= max_batch:
-            result = run_in_child({**spec, "batch": best * 2, "warmup": 1, "iters": 1})
+            result = run_in_child({**with_batch(spec, best * 2), "warmup": 1, "iters": 1})
             trials.append(result)
             if result.get("error") or result["out_of_memory"]:
                 break
@@ -206,7 +272,7 @@ def largest_batch(
     while candidate * 2 <= max_batch and predicted(candidate * 2) <= memory_budget_gb:
         candidate *= 2
     while candidate > batch:
-        result = run_in_child({**spec, "batch": candidate, "warmup": 0, "iters": 1})
+        result = run_in_child({**with_batch(spec, candidate), "warmup": 0, "iters": 1})
         result["predicted_peak_rss_gb"] = predicted(candidate)
         trials.append(result)
         if not result.get("error") and result["peak_rss_gb"] <= memory_budget_gb:
@@ -215,23 +281,32 @@ def largest_batch(
     return (batch if measured["peak_rss_gb"] <= memory_budget_gb else 0), trials
 
 
+def measured_rates(device: str, threads: int = 0, size: int = 0) -> dict:
+    """The matmul rates measured in a child process with the step children's set-up and thread count."""
+    spec = {"task": "matmul", "matmul_rates": True, "device": device, "threads": threads, "matmul_size": size}
+    rates = run_in_child(spec)
+    if "error" in rates:
+        raise RuntimeError(f"matmul rate measurement failed: {rates['error']}")
+    return rates
+
+
 def step_report(
-    preset: str = "small-64",
+    cfg: Config,
     precision: str = "fp32",
     compile: bool = False,
     batch: int | None = None,
     iters: int = 5,
     warmup: int = 2,
     device: str | None = None,
-    variants: tuple[str, ...] = ("tganv2", "no-subsampling"),
-    overrides: list[str] | None = None,
+    variants: tuple[str, ...] = ("preset", "no-subsampling"),
     find_max_batch: bool = False,
     max_batch: int = 256,
     memory_budget_gb: float = 4.0,
     repeats: int = 1,
     threads: int = 0,
+    matmul_size: int = 0,
 ) -> dict:
-    """Speed, peak memory and MFU of ``variants`` at an equal batch, optionally their largest batch.
+    """Speed, peak memory and MFU of ``variants`` of the resolved ``cfg`` at an equal batch.
 
     ``repeats`` rounds run every variant once each, alternating, so that a burst of load from other
     processes does not fall on one variant only; the median is over the timed steps of all rounds.
@@ -239,39 +314,39 @@ def step_report(
     from .cost import train_step_gflops
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    batch = batch or load_preset(preset, list(overrides or [])).train.batch
-    rates = {
-        "bf16_matmul_tflops": matmul_tflops(device, torch.bfloat16),
-        "fp32_matmul_tflops": matmul_tflops(device, torch.float32),
-    }
+    batch = batch or cfg.train.batch
+    configs = {v: step_config(cfg, v, batch, precision, compile) for v in variants}
     specs = {
         variant: {
-            "preset": preset,
             "variant": variant,
-            "batch": batch,
-            "precision": precision,
-            "compile": compile,
+            "config": config_to_dict(configs[variant]),
             "device": device,
             "warmup": warmup,
             "iters": iters,
-            "overrides": list(overrides or []),
             "threads": threads,
         }
         for variant in variants
     }
     rounds: dict[str, list[dict]] = {variant: [] for variant in variants}
+    rates = None  # measured by the first child, before its steps: the same process set-up and threads
     for _ in range(repeats):
         for variant in variants:
-            rounds[variant].append(run_in_child(specs[variant]))
+            extra = {"matmul_rates": True, "matmul_size": matmul_size} if rates is None else {}
+            run = run_in_child({**specs[variant], **extra})
+            rates = rates or run.pop("matmul", None)
+            rounds[variant].append(run)
+    rates = rates or measured_rates(device, threads, matmul_size)  # the first child failed
+    rate_of_precision = rates["bf16_matmul_tflops" if precision == "bf16" else "fp32_matmul_tflops"]
     results = {}
     for variant, runs in rounds.items():
         run = _merge_rounds(runs)
-        flops = train_step_gflops(_variant_config(preset, variant, batch, precision, overrides), batch)
-        run["train_step_gflops"] = sum(flops.values())
+        run["train_step_gflops"] = sum(train_step_gflops(configs[variant], batch).values())
         if run.get("median_step_s"):
             run["iterations_per_s"] = 1.0 / run["median_step_s"]
+            run["clips_per_s"] = batch / run["median_step_s"]
             achieved = run["train_step_gflops"] / run["median_step_s"] / 1e3  # TFLOP/s
             run["achieved_tflops"] = achieved
+            run["mfu"] = achieved / rate_of_precision
             run["mfu_vs_bf16_matmul"] = achieved / rates["bf16_matmul_tflops"]
             run["mfu_vs_fp32_matmul"] = achieved / rates["fp32_matmul_tflops"]
         if find_max_batch and run.get("median_step_s"):
@@ -279,14 +354,14 @@ def step_report(
             run["largest_batch"], run["batch_trials"] = largest_batch(spec, run, max_batch, memory_budget_gb)
         results[variant] = run
     return {
-        "preset": preset,
+        "preset": cfg.preset,
+        "config": config_to_dict(cfg),
         "device": device,
         "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else _cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
+        "cpu_threads": rates["matmul_threads"],
         "precision": precision,
         "compile": compile,
         "batch": batch,
-        "overrides": list(overrides or []),
         "iters": iters,
         "warmup": warmup,
         "repeats": repeats,

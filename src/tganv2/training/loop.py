@@ -26,6 +26,7 @@ from ..config import Config, build_generator, config_from_dict, config_to_dict
 from ..errors import UserError
 from ..snapshot import save_generator
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .device import configure_backends
 from .distributed import (
     DistInfo,
     barrier,
@@ -116,9 +117,7 @@ def train(cfg: Config, options: RunOptions) -> dict:
     """Train (or resume) the run in ``options.out``; returns the last logged scalars."""
     info, device = init_distributed(options.device)
     out = Path(options.out)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    configure_backends(device)
 
     # --- models, optimisers, the per-rank random stream ------------------------------------------
     _seed_everything(cfg.train.seed + info.rank)

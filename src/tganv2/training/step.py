@@ -194,8 +194,8 @@ class Trainer:
         self.rng_fake = np.random.default_rng(_stream_seed(seed, 1))
         self.rng_real = np.random.default_rng(_stream_seed(seed, 2))
         # Divergence guard: 1.0 once any gradient or loss was non-finite; the fused Adams then skip
-        self.found_inf = torch.zeros((), device=self.device)
-        self._one = torch.ones((), device=self.device)
+        self.found_inf = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._one = torch.ones((), dtype=torch.float32, device=self.device)
         self.opt_g.found_inf = self.opt_d.found_inf = self.found_inf
         self._sums = torch.zeros(len(STATS) + 1, dtype=torch.float64, device=self.device)
         self._window_start = 0  # iteration at which the statistics' accumulation restarted
