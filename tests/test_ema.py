@@ -39,9 +39,8 @@ def test_beta_follows_stylegan_half_life_and_rampup():
 
 def _fill(module: torch.nn.Module, value: float) -> None:
     with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.fill_(value)
+        for p in module.parameters():
+            p.fill_(value)
 
 
 def test_update_formula_on_known_weights(tiny_cfg):
@@ -51,22 +50,60 @@ def test_update_formula_on_known_weights(tiny_cfg):
     ema = GeneratorEMA(g, build_generator(cfg), half_life=8, batch=4, rampup=0.0)  # β = 0.5^(1/2)
     beta = 0.5**0.5
     expected = 0.0
+    buffers_before = {k: v.clone() for k, v in ema.model.named_buffers()}
     for iteration, target in enumerate([1.0, 3.0, -2.0], start=1):
         _fill(g, target)
-        g.blocks[0].bn1.num_batches_tracked.fill_(10 * iteration)
         ema.update(g, iteration)
         expected = beta * expected + (1 - beta) * target  # θ_ema ← β θ_ema + (1 − β) θ
-        state = ema.state_dict()
-        for name in (
-            "fc.weight",
-            "clstm.0.w_x.bias",
-            "blocks.0.bn1.running_mean",
-            "blocks.0.bn1.running_var",
-        ):
-            torch.testing.assert_close(state[name], torch.full_like(state[name], expected), rtol=0, atol=1e-6)
-        assert state["blocks.0.bn1.num_batches_tracked"] == 10 * iteration  # integer counters: copied
+        for name, p in ema.model.named_parameters():
+            torch.testing.assert_close(p, torch.full_like(p, expected), rtol=0, atol=1e-6, msg=name)
     assert expected == pytest.approx((1 - beta) * (beta**2 * 1 + beta * 3 - 2))  # = 0.18198, unrolled
+    for name, value in ema.model.named_buffers():  # the statistics are recomputed, not averaged
+        assert torch.equal(value, buffers_before[name]), name
     assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_batchnorm_statistics_are_recomputed_for_the_ema_weights(tiny_cfg):
+    """After ``averaged()``, each BN's running mean/var are the batch statistics of the copy's own
+    inference-path activations for the fixed recompute z (one batch here, so no averaging over batches)."""
+    from tganv2.training import ema as ema_module
+
+    cfg = tiny_cfg()
+    g = build_generator(cfg)
+    ema = GeneratorEMA(
+        g, build_generator(cfg), half_life=8, batch=4, recompute_batch=ema_module.RECOMPUTE_VIDEOS
+    )
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ema.update(g, 5)  # the copy's weights now differ from G's and from its start
+    model = ema.averaged()
+    assert not model.training
+    captured = {}
+    probes = {"blocks.0.bn1": model.blocks[0].bn1, "renderers.3.bn": model.renderers[3].bn}
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, k=k: captured.__setitem__(k, i[0])) for k, m in probes.items()
+    ]
+    z = model.make_z(
+        ema_module.RECOMPUTE_VIDEOS, generator=torch.Generator().manual_seed(ema_module.RECOMPUTE_SEED)
+    )
+    with torch.no_grad():
+        model(z, render_level=4)  # eval mode: the inference path through every block and the last renderer
+    for h in hooks:
+        h.remove()
+    # The first BN sees exactly the recompute's input. Later ones see inputs that upstream BNs normalised
+    # with the batch's biased variance while recomputing, and with the stored unbiased one now: a factor
+    # n/(n−1) (n = 256 frames at the 1×1 grid of blocks.0): about 0.3% at every later BN, under 1% here.
+    for (key, bn), rtol in zip(probes.items(), (1e-4, 1e-2)):
+        x = captured[key]  # (N·T, C, H, W)
+        torch.testing.assert_close(bn.running_mean, x.mean(dim=(0, 2, 3)), rtol=rtol, atol=1e-5, msg=key)
+        torch.testing.assert_close(bn.running_var, x.var(dim=(0, 2, 3)), rtol=rtol, atol=1e-5, msg=key)
+    # those statistics differ from G's own running statistics
+    assert not torch.allclose(model.blocks[0].bn1.running_var, g.blocks[0].bn1.running_var)
+    # cached until the weights move again
+    assert ema.averaged() is model and torch.equal(
+        model.blocks[0].bn1.running_mean, probes["blocks.0.bn1"].running_mean
+    )
 
 
 def test_rampup_makes_the_first_update_a_copy(tiny_cfg):
