@@ -67,6 +67,26 @@ def test_bar_chart_png_and_values(tmp_path):
     np.testing.assert_allclose([seg[1, 1] - seg[0, 1] for seg in errors.get_segments()], [0.2, 0.4, 0.2, 0.1])
 
 
+def test_mean_std_chart_plots_an_ablation_table(tmp_path, monkeypatch):
+    table = {  # the `table` of benchmarks/ablation.py's record
+        "tganv2": {"cls_is": (2.5, 0.1), "cls_fid": (170.0, 5.0)},
+        "frame-only": {"cls_is": (2.1, 0.2), "cls_fid": (190.0, 9.0)},
+    }
+    figures = []
+    real_save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda figure, path: figures.append(figure) or real_save(figure, path))
+    path = plot.mean_std_chart(
+        tmp_path / "ablation.png", table, [("cls_is", "IS", "IS"), ("cls_fid", "FID", "FID")]
+    )
+    with Image.open(path) as image:
+        assert image.size == (2 * 560, 440)
+    is_ax, fid_ax = figures[0].axes
+    assert [p.get_height() for p in is_ax.patches] == [2.5, 2.1]
+    assert [p.get_height() for p in fid_ax.patches] == [170.0, 190.0]
+    (errors,) = fid_ax.collections
+    np.testing.assert_allclose([seg[1, 1] - seg[0, 1] for seg in errors.get_segments()], [10.0, 18.0])
+
+
 def test_scaling_figures_plot_the_report(tmp_path, monkeypatch):
     from tganv2.bench.scaling import growth_figure, scaling_figure
 

@@ -27,6 +27,7 @@ __all__ = [
     "line_chart",
     "bar_figure",
     "bar_chart",
+    "mean_std_chart",
 ]
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
@@ -166,3 +167,20 @@ def bar_chart(
 ) -> Path:
     """Draw bar ``panels`` side by side into a PNG at ``path``."""
     return _save(bar_figure(panels, panel_size, title), path)
+
+
+def mean_std_chart(
+    path: str | Path,
+    table: dict[str, dict[str, tuple[float, float]]],  # {category: {metric: (mean, std)}}
+    metrics: list[tuple[str, str, str]],  # (metric key, panel title, y label), one panel each
+    title: str = "",
+) -> Path:
+    """One bar panel per metric, a bar per category with its ± std error bar (e.g. the ablation table of
+    ``benchmarks/ablation.py``: ``table[variant]["cls_is"] = (mean, std)``)."""
+    categories = list(table)
+    panels = []
+    for key, panel_title, ylabel in metrics:
+        means = [table[c][key][0] for c in categories]
+        stds = [table[c][key][1] for c in categories]
+        panels.append(BarPanel(panel_title, ylabel, categories, [BarSeries("mean ± std", means, stds)]))
+    return bar_chart(path, panels, title=title)
