@@ -121,31 +121,31 @@ def test_rampup_makes_the_first_update_a_copy(tiny_cfg):
 def _train(out, *extra: str) -> None:
     args = ["train", "--preset", "small-64", "--out", str(out), "--no-progress", "--threads", "1"]
     assert (
-        main([*args, "--iterations", "6", "--checkpoint-every", "3", "--sample-every", "100", *extra, *TINY])
+        main([*args, "--iterations", "4", "--checkpoint-every", "2", "--sample-every", "100", *extra, *TINY])
         == 0
     )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same 6-iteration EMA run straight, and as 3 iterations + a resume (rerun of the command)."""
+    """The same 4-iteration EMA run straight, and as 2 iterations + a resume (rerun of the command)."""
     root = tmp_path_factory.mktemp("ema")
     _train(root / "straight")
-    _train(root / "resumed", "--stop-after", "3")
-    assert not (root / "resumed" / "checkpoints" / "ckpt-0000006.pt").exists()
+    _train(root / "resumed", "--stop-after", "2")
+    assert not (root / "resumed" / "checkpoints" / "ckpt-0000004.pt").exists()
     _train(root / "resumed")
     return root
 
 
 def test_resume_with_ema_is_bit_exact(runs):
-    a = torch.load(runs / "straight" / "checkpoints" / "ckpt-0000006.pt", weights_only=True)
-    b = torch.load(runs / "resumed" / "checkpoints" / "ckpt-0000006.pt", weights_only=True)
+    a = torch.load(runs / "straight" / "checkpoints" / "ckpt-0000004.pt", weights_only=True)
+    b = torch.load(runs / "resumed" / "checkpoints" / "ckpt-0000004.pt", weights_only=True)
     for key in ("generator", "generator_ema"):
         assert a[key].keys() == b[key].keys()
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), (key, name)
     # the copy really averages: it is not G, and it moved away from its start
-    start = torch.load(runs / "straight" / "checkpoints" / "ckpt-0000003.pt", weights_only=True)
+    start = torch.load(runs / "straight" / "checkpoints" / "ckpt-0000002.pt", weights_only=True)
     name = "blocks.0.conv1.weight"
     assert not torch.equal(a["generator_ema"][name], a["generator"][name])
     assert not torch.equal(a["generator_ema"][name], start["generator_ema"][name])
@@ -156,11 +156,11 @@ def test_resume_with_ema_is_bit_exact(runs):
 
 def test_snapshot_round_trip_holds_the_ema_copy(runs, tmp_path):
     run = runs / "straight"
-    ckpt = run / "checkpoints" / "ckpt-0000006.pt"
+    ckpt = run / "checkpoints" / "ckpt-0000004.pt"
     state = torch.load(ckpt, weights_only=True)
     snapshot_path = run / "generator.safetensors"
     with safe_open(str(snapshot_path), "pt") as f:
-        assert f.metadata()["weights"] == "ema" and f.metadata()["iteration"] == "6"
+        assert f.metadata()["weights"] == "ema" and f.metadata()["iteration"] == "4"
     snapshot = load_file(str(snapshot_path))
     for name, tensor in state["generator_ema"].items():
         assert torch.equal(snapshot[name], tensor), name

@@ -91,9 +91,10 @@ def run_generate(args: argparse.Namespace) -> int:
             videos.append(generator(z, y, n_frames=args.frames, render_level=level).clamp(-1, 1).cpu())
     videos = torch.cat(videos)  # (N, C, T, H, W) in [-1, 1]
     if out.suffix.lower() == ".npz":
-        uint8 = (videos * 128 + 128).clamp(0, 255).to(torch.uint8).numpy()
+        from ..data import to_uint8
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"videos": uint8}  # (N, C, T, H, W) uint8
+        arrays = {"videos": to_uint8(videos).numpy()}  # (N, C, T, H, W) uint8
         if labels is not None:
             arrays["labels"] = labels.numpy()  # (N,) int64
         np.savez_compressed(out, **arrays)
