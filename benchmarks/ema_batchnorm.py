@@ -20,7 +20,7 @@ import time
 import torch
 
 from tganv2.config import load_preset
-from tganv2.data import SyntheticVideoDataset, make_loader, to_float
+from tganv2.data import SyntheticVideoDataset, make_loader
 from tganv2.training.ema import make_ema
 from tganv2.training.step import Trainer
 
@@ -47,11 +47,7 @@ def main() -> None:
     ema = make_ema(cfg, trainer.generator)
     averaged = {k: v.clone() for k, v in trainer.generator.state_dict().items() if "running" in k}
     dataset = SyntheticVideoDataset(n_clips=2048, n_frames=16, size=64, seed=0)
-    batches = iter(make_loader(dataset, cfg.train.batch, num_workers=0, seed=0))
-
-    def next_real():
-        clips, labels = next(batches)
-        return to_float(clips), labels
+    next_real = iter(make_loader(dataset, cfg.train.batch, num_workers=0, seed=0)).__next__  # uint8 clips
 
     t0 = time.time()
     for it in range(1, args.iterations + 1):
