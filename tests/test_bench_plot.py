@@ -94,7 +94,7 @@ def test_scaling_figures_plot_the_report(tmp_path, monkeypatch):
     report = {
         "preset": "small-64",
         "batch": 8,
-        "families": {"fixed-levels": {"tganv2": {"rows": rows}, "no-subsampling": {"rows": rows[:2]}}},
+        "families": {"fixed-levels": {"preset": {"rows": rows}, "no-subsampling": {"rows": rows[:2]}}},
     }
     figures = []
     real_save = plot._save
@@ -104,7 +104,10 @@ def test_scaling_figures_plot_the_report(tmp_path, monkeypatch):
     activation, gflops = figures[0].axes
     np.testing.assert_array_equal(activation.lines[0].get_xydata(), [[64, 1], [128, 2], [256, 4]])
     np.testing.assert_array_equal(gflops.lines[1].get_xydata(), [[64, 1], [128, 4]])
-    assert [line.get_label() for line in activation.lines] == ["TGANv2, 4 levels", "no subsampling, 4 levels"]
+    assert [line.get_label() for line in activation.lines] == [
+        "small-64 subsampling, 4 levels",
+        "no subsampling, 4 levels",
+    ]
     (growth,) = figures[1].axes
     np.testing.assert_array_equal(growth.lines[0].get_xydata(), [[128, 1], [256, 2]])  # GB added per doubling
     with Image.open(tmp_path / "growth.png") as image:

@@ -167,6 +167,7 @@ def train(cfg: Config, options: RunOptions) -> dict:
 
     def sampled() -> torch.nn.Module:  # the generator behind grids, scores and the snapshot
         return ema.averaged() if ema is not None else trainer.generator
+
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
