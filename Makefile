@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
-	$(PIP) -e .
+	$(PIP) -e '.[plot]'
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed

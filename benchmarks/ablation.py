@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", default=None, help="write the JSON record here")
+    parser.add_argument("--plot", default=None, help="write the bar chart (IS and FID, mean ± std) here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -193,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+    if args.plot:
+        from tganv2.bench.plot import mean_std_chart
+
+        metrics = [("cls_is", "classifier-IS (higher is better)", "IS"), ("cls_fid", "classifier-FID", "FID")]
+        mean_std_chart(args.plot, table, metrics, title=f"{args.base}, seeds {args.seeds}: {record['date']}")
     return 0
 
 

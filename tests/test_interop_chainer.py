@@ -11,6 +11,7 @@ from tganv2.cli import main
 from tganv2.config import load_preset
 from tganv2.errors import WeightsError
 from tganv2.interop.chainer import load_chainer_generator
+from tganv2.snapshot import load_snapshot
 
 OVERRIDES = ["model.n_layers=2", "model.clstm_kernel=3"]  # small-64 widths, official 3×3 ConvLSTM ×2 layers
 
@@ -152,8 +153,10 @@ def test_convert_cli_writes_a_snapshot_that_load_generator_reproduces_bit_for_bi
         == 0
     )
     reference = load_chainer_generator(path, cfg)
-    loaded = tganv2.load_generator(out)
-    assert loaded.config.model.n_layers == 2
+    snapshot = load_snapshot(out)
+    assert snapshot.config.model.n_layers == 2 and snapshot.weights == "raw"
+    assert snapshot.metadata["source"] == "chainer"
+    loaded = snapshot.model
     z = reference.make_z(3, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(reference(z, n_frames=4), loaded(z, n_frames=4))

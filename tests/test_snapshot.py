@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from tganv2.config import build_generator, config_to_dict
 from tganv2.errors import UserError, WeightsError
-from tganv2.snapshot import load_generator, read_snapshot_config, save_generator
+from tganv2.snapshot import load_generator, load_snapshot, read_snapshot_config, save_generator
 
 
 @pytest.fixture
@@ -28,9 +28,11 @@ def test_round_trip_is_bit_exact(tmp_path, trained):
     path = save_generator(tmp_path / "sub" / "generator.safetensors", gen, cfg, iteration="3")
     assert path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["generator.safetensors"]  # no temporary file left
-    loaded = load_generator(path)
+    snapshot = load_snapshot(path)
+    loaded = snapshot.model
     assert not loaded.training
-    assert loaded.config == cfg and read_snapshot_config(path) == cfg
+    assert snapshot.config == cfg and read_snapshot_config(path) == cfg
+    assert snapshot.weights == "raw" and snapshot.metadata["iteration"] == "3"
     for key, value in gen.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert loaded.blocks[0].bn1.num_batches_tracked == 3

@@ -151,6 +151,10 @@ class TrainConfig:
     classifier: str | None = None  # classifier .safetensors (`tganv2 evaluate train-classifier`); None = off
     eval_samples: int = 256  # generated videos per periodic score
     eval_real: int = 1024  # real clips for the cached real statistics
+    # EMA of G's weights (training/ema.py): half-life in real samples seen by G (StyleGAN's ema_kimg·1000);
+    # 0 = off, the official behaviour. Samples, scores and the snapshot then use the EMA copy.
+    ema_half_life: float = 0.0
+    ema_rampup: float = 0.05  # half-life ≤ ramp-up × samples seen so far (StyleGAN2-ADA); 0 = no ramp-up
 
 
 @dataclass
@@ -369,6 +373,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.clips_per_class must be >= 0 (0 = every clip), got {cfg.data.clips_per_class}"
         )
+    for key in ("ema_half_life", "ema_rampup"):
+        value = getattr(cfg.train, key)
+        if not (value >= 0 and value != float("inf")):  # also refuses nan
+            raise ConfigError(f"train.{key} must be a finite number >= 0 (0 = off), got {value}")
     m = cfg.model
     if cfg.train.batch * m.n_frames * m.t_size**2 < 2:
         raise ConfigError(

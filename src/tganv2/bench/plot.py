@@ -1,20 +1,38 @@
-"""Small line charts drawn with Pillow (no matplotlib): log-scaled axes, several panels, a legend.
+"""Charts with matplotlib (the optional extra ``tganv2[plot]``, also in ``[dev]``): lines and bars.
 
-Used by ``tganv2 bench scaling --plot`` to write the PNG in docs/. Deliberately minimal: the figures are
-evidence next to tables that hold the exact numbers.
+Every chart of the project is drawn here: ``bench scaling --plot`` (log-log lines), the mini Table 2
+ablation (bars with mean ± std), the memory-capacity experiment (lines with error bars) and the long-video
+statistics of ``benchmarks/long_video.py`` (lines against the frame index, a marker at the trained length).
+The figures are evidence next to tables that hold the exact numbers.
+
+``line_figure`` / ``bar_figure`` build a ``matplotlib.figure.Figure`` (no pyplot state, the Agg canvas), so
+a test can read the plotted values back; ``line_chart`` / ``bar_chart`` also write it as a PNG of
+``panel_size`` pixels per panel (plus 30 px for a title).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from ..errors import UserError
 
-__all__ = ["Series", "Panel", "line_chart"]
+__all__ = [
+    "COLOURS",
+    "Series",
+    "Panel",
+    "BarSeries",
+    "BarPanel",
+    "line_figure",
+    "line_chart",
+    "bar_figure",
+    "bar_chart",
+    "mean_std_chart",
+]
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
+DPI = 100
+TITLE_PX = 30
 
 
 @dataclass
@@ -22,8 +40,9 @@ class Series:
     label: str
     xs: list[float]
     ys: list[float]
-    colour: tuple[int, int, int] = COLOURS[0]
+    colour: tuple[int, int, int] = COLOURS[0]  # RGB 0-255
     dashed: bool = False
+    yerr: list[float] | None = None  # error bars (e.g. the std over seeds)
 
 
 @dataclass
@@ -32,98 +51,136 @@ class Panel:
     xlabel: str
     ylabel: str
     series: list[Series] = field(default_factory=list)
-    log2_x: bool = True  # x ticks at the data's x values, spaced by log2
-    log10_y: bool = True
+    log2_x: bool = True  # log2 x axis with ticks at the data's x values
+    log10_y: bool = True  # log10 y axis
+    vlines: list[tuple[float, str]] = field(default_factory=list)  # (x, label) dotted markers
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+@dataclass
+class BarSeries:
+    label: str
+    values: list[float]  # one per category
+    errors: list[float] | None = None  # error bars, one per category
+    colour: tuple[int, int, int] = COLOURS[0]
+
+
+@dataclass
+class BarPanel:
+    title: str
+    ylabel: str
+    categories: list[str]  # the groups along x (e.g. the ablation variants)
+    series: list[BarSeries] = field(default_factory=list)  # bars side by side in each group
+
+
+def _new_figure(n_panels: int, panel_size: tuple[int, int], title: str):
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("charts need matplotlib: pip install 'tganv2[plot]'") from None
+    width, height = panel_size[0] * n_panels, panel_size[1] + (TITLE_PX if title else 0)
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, n_panels, squeeze=False)[0]
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return figure, list(axes)
 
 
-def _nice_log_ticks(lo: float, hi: float) -> list[float]:
-    ticks = []
-    for exponent in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
-        for mantissa in (1, 2, 5):
-            value = mantissa * 10.0**exponent
-            if lo <= value <= hi:
-                ticks.append(value)
-    return ticks
+def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    return tuple(c / 255 for c in colour)
 
 
-def _polyline(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour, dashed: bool) -> None:
-    if not dashed:
-        draw.line(points, fill=colour, width=3)
-        return
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        n = max(1, int(math.hypot(x1 - x0, y1 - y0) // 6))
-        for k in range(0, n, 2):
-            a, b = k / n, min(1.0, (k + 1) / n)
-            draw.line((x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0)),
-                      fill=colour, width=3)
-
-
-def _draw_panel(draw: ImageDraw.ImageDraw, panel: Panel, box: tuple[int, int, int, int]) -> None:
-    left, top, right, bottom = box
-    font, small = _font(16), _font(13)
-    plot_l, plot_t, plot_r, plot_b = left + 70, top + 36, right - 12, bottom - 50
-    draw.text(((left + right) // 2, top + 8), panel.title, fill="black", font=font, anchor="mt")
-    xs = sorted({x for s in panel.series for x in s.xs})
-    ys = [y for s in panel.series for y in s.ys if y > 0]
-    fx = (lambda v: math.log2(v)) if panel.log2_x else (lambda v: v)
-    fy = (lambda v: math.log10(v)) if panel.log10_y else (lambda v: v)
-    x_lo, x_hi = fx(min(xs)), fx(max(xs))
-    y_lo, y_hi = fy(min(ys)), fy(max(ys))
-    pad = 0.05 * (y_hi - y_lo or 1.0)
-    y_lo, y_hi = y_lo - pad, y_hi + pad
-
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        px = plot_l + (fx(x) - x_lo) / ((x_hi - x_lo) or 1.0) * (plot_r - plot_l)
-        py = plot_b - (fy(y) - y_lo) / ((y_hi - y_lo) or 1.0) * (plot_b - plot_t)
-        return px, py
-
-    draw.rectangle((plot_l, plot_t, plot_r, plot_b), outline="black")
-    for x in xs:
-        px, _ = to_px(x, 10**y_lo if panel.log10_y else y_lo)
-        draw.line((px, plot_t, px, plot_b), fill=(228, 228, 228))
-        draw.text((px, plot_b + 6), f"{x:g}", fill="black", font=small, anchor="mt")
-    y_ticks = _nice_log_ticks(10**y_lo, 10**y_hi) if panel.log10_y else []
-    for y in y_ticks:
-        _, py = to_px(xs[0], y)
-        draw.line((plot_l, py, plot_r, py), fill=(228, 228, 228))
-        draw.text((plot_l - 6, py), f"{y:g}", fill="black", font=small, anchor="rm")
-    draw.text(((plot_l + plot_r) // 2, bottom - 22), panel.xlabel, fill="black", font=small, anchor="mt")
-    draw.text((left + 4, top + 22), panel.ylabel, fill="black", font=small, anchor="lt")
+def _draw_lines(ax, panel: Panel) -> None:
     for series in panel.series:
-        points = [to_px(x, y) for x, y in zip(series.xs, series.ys) if y > 0]
-        _polyline(draw, points, series.colour, series.dashed)
-        for px, py in points:
-            draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=series.colour)
-    legend_y = plot_t + 6
-    for series in panel.series:
-        sample = [(plot_l + 8, legend_y + 7), (plot_l + 34, legend_y + 7)]
-        _polyline(draw, sample, series.colour, series.dashed)
-        draw.text((plot_l + 40, legend_y), series.label, fill="black", font=small)
-        legend_y += 18
+        style = dict(color=_rgb(series.colour), linestyle="--" if series.dashed else "-", marker="o", ms=4)
+        if series.yerr is not None:
+            ax.errorbar(series.xs, series.ys, yerr=series.yerr, capsize=3, label=series.label, **style)
+        else:
+            ax.plot(series.xs, series.ys, label=series.label, **style)
+    for x, label in panel.vlines:
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1.2, label=label)
+    if panel.log2_x:
+        xs = sorted({x for s in panel.series for x in s.xs})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
+    if panel.log10_y:
+        ax.set_yscale("log")
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_xlabel(panel.xlabel)
+    ax.set_ylabel(panel.ylabel)
+    ax.grid(True, which="major", color="0.9")
+    ax.legend(fontsize=8)
+
+
+def line_figure(panels: list[Panel], panel_size: tuple[int, int] = (560, 440), title: str = ""):
+    """The ``matplotlib.figure.Figure`` of ``panels`` side by side."""
+    figure, axes = _new_figure(len(panels), panel_size, title)
+    for ax, panel in zip(axes, panels):
+        _draw_lines(ax, panel)
+    return figure
+
+
+def bar_figure(panels: list[BarPanel], panel_size: tuple[int, int] = (560, 440), title: str = ""):
+    """Grouped bars (one group per category, one bar per series) with optional error bars."""
+    figure, axes = _new_figure(len(panels), panel_size, title)
+    for ax, panel in zip(axes, panels):
+        width = 0.8 / max(1, len(panel.series))
+        for k, series in enumerate(panel.series):
+            xs = [i + (k - (len(panel.series) - 1) / 2) * width for i in range(len(panel.categories))]
+            ax.bar(
+                xs,
+                series.values,
+                width,
+                yerr=series.errors,
+                capsize=3,
+                color=_rgb(series.colour),
+                label=series.label,
+            )
+        ax.set_xticks(range(len(panel.categories)), panel.categories)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, axis="y", color="0.9")
+        ax.set_axisbelow(True)
+        if len(panel.series) > 1:
+            ax.legend(fontsize=8)
+    return figure
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    return path
 
 
 def line_chart(
     path: str | Path, panels: list[Panel], panel_size: tuple[int, int] = (560, 440), title: str = ""
 ) -> Path:
     """Draw ``panels`` side by side into a PNG at ``path``."""
-    width, height = panel_size[0] * len(panels), panel_size[1] + (30 if title else 0)
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    offset = 0
-    if title:
-        draw.text((width // 2, 8), title, fill="black", font=_font(17), anchor="mt")
-        offset = 30
-    for k, panel in enumerate(panels):
-        box = (k * panel_size[0], offset, (k + 1) * panel_size[0], offset + panel_size[1])
-        _draw_panel(draw, panel, box)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return _save(line_figure(panels, panel_size, title), path)
+
+
+def bar_chart(
+    path: str | Path, panels: list[BarPanel], panel_size: tuple[int, int] = (560, 440), title: str = ""
+) -> Path:
+    """Draw bar ``panels`` side by side into a PNG at ``path``."""
+    return _save(bar_figure(panels, panel_size, title), path)
+
+
+def mean_std_chart(
+    path: str | Path,
+    table: dict[str, dict[str, tuple[float, float]]],  # {category: {metric: (mean, std)}}
+    metrics: list[tuple[str, str, str]],  # (metric key, panel title, y label), one panel each
+    title: str = "",
+) -> Path:
+    """One bar panel per metric, a bar per category with its ± std error bar (e.g. the ablation table of
+    ``benchmarks/ablation.py``: ``table[variant]["cls_is"] = (mean, std)``)."""
+    categories = list(table)
+    panels = []
+    for key, panel_title, ylabel in metrics:
+        means = [table[c][key][0] for c in categories]
+        stds = [table[c][key][1] for c in categories]
+        panels.append(BarPanel(panel_title, ylabel, categories, [BarSeries("mean ± std", means, stds)]))
+    return bar_chart(path, panels, title=title)

@@ -128,7 +128,6 @@ def load_chainer_generator(path: str | Path, cfg: Config, prefix: str = "") -> n
             f"{tuple(arrays[leftover[0]].shape)} (check n_layers and the number of levels)"
         )
     generator.load_state_dict(new_state, strict=True)
-    generator.config = cfg
     return generator.eval()
 
 

@@ -60,6 +60,12 @@ def _add_generator_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="level rendered by the generator (default: the checkpoint's config, 4 = full resolution)",
     )
+    parser.add_argument(
+        "--weights",
+        choices=["raw", "ema"],
+        default=None,
+        help="the trained G (raw) or its EMA copy (default: the EMA copy where the file holds one)",
+    )
 
 
 def _load_extractor(args: argparse.Namespace, device: str):
@@ -77,11 +83,17 @@ def _load_extractor(args: argparse.Namespace, device: str):
 
 
 def _load_generator(args: argparse.Namespace):
-    from ..snapshot import load_generator
+    """(LoadedGenerator, the record's file fields)."""
+    from ..snapshot import load_snapshot
     from .record import sha256_file
 
-    generator = load_generator(args.checkpoint, args.device)
-    return generator, {"checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint)}
+    loaded = load_snapshot(args.checkpoint, args.device, args.weights)
+    files = {
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_sha256": sha256_file(args.checkpoint),
+        "weights": loaded.weights,
+    }
+    return loaded, files
 
 
 def _finish(record: dict[str, Any], out: str, summary: str) -> int:
@@ -122,11 +134,12 @@ def _cmd_is(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_is
 
     extractor = _load_extractor(args, args.device)
-    generator, files = _load_generator(args)
+    loaded, files = _load_generator(args)
     record = evaluate_is(
-        generator,
+        loaded.model,
         extractor,
         splits=args.splits,
+        config=loaded.config,
         **_sampling_options(args),
     )
     value = record["value"]
@@ -199,11 +212,12 @@ def _cmd_fid(args: argparse.Namespace) -> int:
 
     extractor = _load_extractor(args, args.device)
     real = FeatureStats.load(args.stats)
-    generator, files = _load_generator(args)
+    loaded, files = _load_generator(args)
     record = evaluate_fid(
-        generator,
+        loaded.model,
         extractor,
         real,
+        config=loaded.config,
         **_sampling_options(args),
     )
     files.update(stats=str(args.stats), stats_sha256=sha256_file(args.stats))
@@ -218,15 +232,16 @@ def _cmd_fvd(args: argparse.Namespace) -> int:
     from .i3d import load_i3d
 
     detector = load_i3d(args.i3d, args.device)
-    generator, files = _load_generator(args)
-    size = args.size or generator.config.model.resolution
+    loaded, files = _load_generator(args)
+    size = args.size or loaded.config.model.render_size(args.render_level)
     # 16 consecutive frames from a random start, centre crop, no flip (StyleGAN-V's real clips)
     dataset = _real_dataset(args, args.frames, size, train=True, center_crop=True, xflip=False)
     record = evaluate_fvd(
-        generator,
+        loaded.model,
         detector,
         dataset,
         num_workers=args.num_workers,
+        config=loaded.config,
         **_sampling_options(args),
     )
     record.update(data=str(args.data), split="train", real_clip="random start, centre crop, no flip")

@@ -11,13 +11,16 @@
 
 Any object with ``features(videos) -> (features, logits | None)`` and a ``weights_sha256`` dict is a
 feature extractor here: the C3D, the synthetic-data classifier and the I3D share these code paths.
+
+A class-conditional generator is sampled class-balanced: labels 0, 1, …, K−1, 0, …
+(``Generator.make_labels``), so every class is generated ⌊n/K⌋ or ⌈n/K⌉ times.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +28,9 @@ from torch import Tensor, nn
 
 from .scores import frechet_distance_from_stats, inception_score, mean_and_std
 from .stats import FeatureStats
+
+if TYPE_CHECKING:  # the records name the preset and resolution of the generator's config
+    from ..config import Config
 
 __all__ = [
     "FeatureExtractor",
@@ -79,16 +85,15 @@ def generate_videos(
     """Yield ``n`` generated videos ``(B, 3, n_frames, H, W)`` clipped to [−1, 1], in batches.
 
     The generator runs in eval mode (running BN statistics, no subsampling) and is put back in its previous
-    mode afterwards. z (and labels, for a conditional generator) come from a CPU ``torch.Generator`` seeded
-    with ``seed``, so the samples do not depend on the device or the batch size.
+    mode afterwards. z comes from a CPU ``torch.Generator`` seeded with ``seed``, so the samples do not
+    depend on the device or the batch size; a conditional generator gets class-balanced labels.
     """
     was_training = generator.training
     generator.eval()
     device = _device_of(generator)
     rng = torch.Generator().manual_seed(seed)
-    n_classes = getattr(generator, "n_classes", 0)
     z_all = generator.make_z(n, generator=rng, device="cpu")  # (n, z_dim), drawn at once: batch-size free
-    y_all = torch.randint(n_classes, (n,), generator=rng) if n_classes else None
+    y_all = generator.make_labels(n, device="cpu")  # (n,) 0, 1, …, K−1, 0, … or None
     try:
         for start in range(0, n, batch):
             z = z_all[start : start + batch].to(device)
@@ -166,14 +171,18 @@ def real_stats_from_dataset(
     return stats, -(-n_real // n_videos)
 
 
-def generator_protocol(generator: nn.Module, n_frames: int, render_level: int | None) -> dict[str, Any]:
-    """The generator side of a record: preset, level, frames, resolution."""
-    cfg = getattr(generator, "config", None)
-    level = render_level or getattr(generator, "render_level", None)
+def generator_protocol(
+    generator: nn.Module, n_frames: int, render_level: int | None, config: Config | None = None
+) -> dict[str, Any]:
+    """The generator side of a record: frames, level, class balance, and with its config preset and
+    resolution."""
+    level = render_level or generator.render_level
     record: dict[str, Any] = {"frames": n_frames, "render_level": level}
-    if cfg is not None:
-        record["preset"] = cfg.preset
-        record["resolution"] = cfg.model.render_size(level) if level else cfg.model.resolution
+    if generator.n_classes:
+        record["classes"] = {"n_classes": generator.n_classes, "sampling": "balanced (i mod K)"}
+    if config is not None:
+        record["preset"] = config.preset
+        record["resolution"] = config.model.render_size(level)
     return record
 
 
@@ -188,6 +197,7 @@ def evaluate_is(
     n_frames: int = 16,
     render_level: int | None = None,
     progress: bool = True,
+    config: Config | None = None,  # the generator's config (for the record)
 ) -> dict[str, Any]:
     """The TGANv2 IS protocol; loop k uses seed ``seed + k``. Returns the record (values and protocol)."""
     values = []
@@ -209,7 +219,7 @@ def evaluate_is(
         "eps": 1e-20,
         "seeds": [seed + k for k in range(loops)],
         "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level),
+        **generator_protocol(generator, n_frames, render_level, config),
         "weights_sha256": dict(extractor.weights_sha256),
     }
 
@@ -225,6 +235,7 @@ def evaluate_fid(
     n_frames: int = 16,
     render_level: int | None = None,
     progress: bool = True,
+    config: Config | None = None,  # the generator's config (for the record)
 ) -> dict[str, Any]:
     """The TGANv2 FID protocol against precomputed real statistics (covariances with ddof 1)."""
     values = []
@@ -244,7 +255,7 @@ def evaluate_fid(
         "n_real": real_stats.n_items,
         "seeds": [seed + k for k in range(loops)],
         "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level),
+        **generator_protocol(generator, n_frames, render_level, config),
         "weights_sha256": dict(extractor.weights_sha256),
     }
 
@@ -269,6 +280,7 @@ def evaluate_fvd(
     render_level: int | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    config: Config | None = None,  # the generator's config (for the record)
 ) -> dict[str, Any]:
     """FVD with StyleGAN-V's I3D: ``n`` real clips (uint8, straight from the dataset) vs ``n`` generated."""
     indices = fvd_real_indices(len(dataset), n, seed)
@@ -293,6 +305,6 @@ def evaluate_fvd(
         "real_seed": seed,
         "real_videos_covered": int(len(np.unique(indices))),
         "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level),
+        **generator_protocol(generator, n_frames, render_level, config),
         "weights_sha256": dict(detector.weights_sha256),
     }

@@ -1,7 +1,8 @@
 """A cheap periodic score for the training loop: classifier-IS and classifier-FID from cached real stats.
 
 Same code path as the paper's protocol (reference.md §5.2, §5.3), with the synthetic-data classifier in
-place of C3D and a few hundred samples instead of 2048 × 10, so that it runs in seconds on a CPU::
+place of C3D and a few hundred samples instead of 2048 × 10, so that it runs in seconds on a CPU. A
+class-conditional generator is sampled class-balanced (``generate_videos``)::
 
     scorer = ClassifierScorer("clf.safetensors", real=dataset_or_stats, n_samples=256)
     scorer.score(generator, seed=it)   # {"cls_is": ..., "cls_fid": ...}; G's train/eval mode is restored

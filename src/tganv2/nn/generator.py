@@ -147,6 +147,18 @@ class Generator(nn.Module):
         z = torch.rand(n, self.z_dim, generator=generator, device=where) * 2 - 1
         return z.to(device or self.fc.weight.device)
 
+    def make_labels(self, n: int, class_label: int | None = None, device=None) -> Tensor | None:
+        """Labels for ``n`` samples: ``class_label`` for all, or a class-balanced mix 0, 1, …, K−1, 0, …
+        (each class ⌊n/K⌋ or ⌈n/K⌉ times); None for an unconditional generator."""
+        if self.n_classes == 0:
+            if class_label is not None:
+                raise ValueError("class labels need a class-conditional generator (n_classes > 0)")
+            return None
+        if class_label is not None and not 0 <= class_label < self.n_classes:
+            raise ValueError(f"class label must be in 0..{self.n_classes - 1}, got {class_label}")
+        y = torch.arange(n) % self.n_classes if class_label is None else torch.full((n,), class_label)
+        return y.to(device or self.fc.weight.device)  # (n,) int64
+
     def forward(
         self,
         z: Tensor,

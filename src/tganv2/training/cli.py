@@ -46,45 +46,69 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generator_file(path: Path, weights: str | None) -> Path:
+    """The file to read for ``--checkpoint PATH``: a run directory means its snapshot, or its latest
+    checkpoint when the snapshot holds the other copy (``--weights``)."""
+    from ..snapshot import snapshot_weights
+    from .checkpoint import latest_checkpoint
+
+    if not path.is_dir():
+        return path
+    snapshot = path / "generator.safetensors"
+    if weights is None or not snapshot.is_file() or snapshot_weights(snapshot) == weights:
+        return snapshot
+    return latest_checkpoint(path / "checkpoints") or snapshot
+
+
 def run_generate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..snapshot import load_generator
+    from ..snapshot import load_snapshot
 
-    path = Path(args.checkpoint)
-    if path.is_dir():  # a run directory: its latest snapshot
-        path = path / "generator.safetensors"
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    generator = load_generator(path, device=device)
+    loaded = load_snapshot(_generator_file(Path(args.checkpoint), args.weights), device, args.weights)
+    generator = loaded.model
     level = args.level or generator.render_level
     if not 1 <= level <= generator.n_levels:
         raise UserError(f"--level must be in 1..{generator.n_levels}, got {level}")
+    if args.class_label is not None and not 0 <= args.class_label < generator.n_classes:
+        raise UserError(
+            f"--class must be in 0..{generator.n_classes - 1}, got {args.class_label}"
+            if generator.n_classes
+            else "--class needs a class-conditional generator; this one has model.n_classes=0"
+        )
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif", ".npz"):
         raise UserError(f"--out must end in .mp4, .gif or .npz, got '{out.name}'")
     rng = torch.Generator().manual_seed(args.seed)
+    labels = generator.make_labels(args.n, args.class_label, device="cpu")  # (n,) balanced, or None
     videos = []
     with torch.no_grad():
         for start in range(0, args.n, args.batch):
             z = generator.make_z(min(args.batch, args.n - start), generator=rng, device=device)
-            labels = None
-            if generator.n_classes:
-                labels = torch.randint(0, generator.n_classes, (z.shape[0],), generator=rng).to(device)
-            videos.append(generator(z, labels, n_frames=args.frames, render_level=level).clamp(-1, 1).cpu())
+            y = None if labels is None else labels[start : start + len(z)].to(device)
+            videos.append(generator(z, y, n_frames=args.frames, render_level=level).clamp(-1, 1).cpu())
     videos = torch.cat(videos)  # (N, C, T, H, W) in [-1, 1]
     if out.suffix.lower() == ".npz":
-        uint8 = (videos * 128 + 128).clamp(0, 255).to(torch.uint8).numpy()
+        from ..data import to_uint8
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, videos=uint8)  # (N, C, T, H, W) uint8
+        arrays = {"videos": to_uint8(videos).numpy()}  # (N, C, T, H, W) uint8
+        if labels is not None:
+            arrays["labels"] = labels.numpy()  # (N,) int64
+        np.savez_compressed(out, **arrays)
     else:
         from ..data.video import make_grid, write_video
 
         nrow = args.nrow or max(1, int(round(args.n**0.5)))
         write_video(out, make_grid(videos, nrow=nrow), fps=args.fps)
+    classes = ""
+    if labels is not None:
+        classes = f", class {args.class_label}" if args.class_label is not None else ", classes balanced"
     print(
         f"tganv2 generate: wrote {args.n} videos of {videos.shape[2]} frames at "
-        f"{videos.shape[-1]} px (level {level}) to {out}"
+        f"{videos.shape[-1]} px (level {level}, {loaded.weights} weights{classes}) to {out}"
     )
     return 0
 
@@ -148,4 +172,18 @@ def add_commands(subparsers) -> None:
     g.add_argument("--nrow", type=int, default=None, help="videos per grid row (default √n)")
     g.add_argument("--fps", type=float, default=8, help="frame rate of the written video")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument(
+        "--weights",
+        choices=["raw", "ema"],
+        default=None,
+        help="the trained G (raw) or its EMA copy (default: the EMA copy where the run kept one)",
+    )
+    g.add_argument(
+        "--class",
+        dest="class_label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional models: generate class K only (default: all classes, balanced)",
+    )
     g.set_defaults(func=run_generate)

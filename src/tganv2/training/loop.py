@@ -3,7 +3,8 @@
 Run directory (rank 0 writes, every rank reads):
     OUT/config.yaml                the effective config
     OUT/checkpoints/ckpt-N.pt      full state, atomic, the last K kept; rerunning the command resumes
-    OUT/generator.safetensors      latest generator snapshot (with BN running stats) + config metadata
+    OUT/generator.safetensors      latest generator snapshot (with BN running stats) + config metadata;
+                                   the EMA copy when train.ema_half_life > 0 (metadata "weights": ema)
     OUT/log.jsonl                  scalars, one JSON object per logged iteration
     OUT/samples/iter_N.{mp4,gif}   a fixed z rendered at every level (the paper's Figure 4)
     OUT/tensorboard/               scalars and sample frames
@@ -24,7 +25,7 @@ import yaml
 
 from ..config import Config, build_generator, config_from_dict, config_to_dict
 from ..errors import UserError
-from ..snapshot import save_generator
+from ..snapshot import CHECKPOINT_KEYS, save_generator
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .device import configure_backends
 from .distributed import (
@@ -34,6 +35,7 @@ from .distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
+from .ema import GeneratorEMA, make_ema
 from .samples import SampleWriter
 from .step import STATS, Trainer
 
@@ -77,6 +79,30 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _check_classes(cfg: Config, dataset, data: str | None) -> None:
+    """A conditional model (model.n_classes > 0) needs a dataset with exactly that many classes."""
+    n = cfg.model.n_classes
+    if n and dataset.n_classes != n:
+        k = dataset.n_classes
+        way_out = f"set model.n_classes={k}" if k else "train unconditionally (model.n_classes=0)"
+        raise UserError(
+            f"model.n_classes={n}, but the dataset {data or 'synthetic'} has {k} classes (from class "
+            f"sub-folders or HDF5 categories; the synthetic dataset has 9): {way_out}"
+        )
+
+
+def _labelled(next_batch, data: str | None):
+    """``next_batch`` that refuses a video without a class (label -1) in a conditional run."""
+
+    def next_labelled():
+        clips, labels = next_batch()
+        if labels.min() < 0:  # labels stay on the CPU: no device sync
+            raise UserError(f"{data}: a video without a class (label -1) in a class-conditional run")
+        return clips, labels
+
+    return next_labelled
 
 
 def _check_resumable(out: Path, cfg: Config) -> None:
@@ -131,8 +157,17 @@ def train(cfg: Config, options: RunOptions) -> dict:
         _check_resumable(out, cfg)
     ckpt_path = latest_checkpoint(out / "checkpoints")
     if ckpt_path is not None:
-        trainer.load_state_dict(load_checkpoint(ckpt_path)["trainer"], rank=info.rank)
+        checkpoint = load_checkpoint(ckpt_path)
+        trainer.load_state_dict(checkpoint["trainer"], rank=info.rank)
     start = trainer.iteration
+    ema = make_ema(cfg, trainer.generator, info.world_size) if info.is_main else None  # rank 0 samples
+    if ema is not None and ckpt_path is not None and CHECKPOINT_KEYS["ema"] in checkpoint:
+        ema.load_state_dict(checkpoint[CHECKPOINT_KEYS["ema"]])
+    weights = "ema" if ema is not None else "raw"
+
+    def sampled() -> torch.nn.Module:  # the generator behind grids, scores and the snapshot
+        return ema.averaged() if ema is not None else trainer.generator
+
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -146,6 +181,7 @@ def train(cfg: Config, options: RunOptions) -> dict:
         if not info.is_main:  # every rank opens the same files: rank 0 alone reports the skipped ones
             warnings.simplefilter("ignore", DataWarning)
         dataset = build_dataset(cfg, path=options.data)  # --data, else data.path
+    _check_classes(cfg, dataset, options.data)
 
     loader = make_loader(
         dataset,
@@ -159,14 +195,16 @@ def train(cfg: Config, options: RunOptions) -> dict:
     )
     # endless: (clips uint8 (B, C, T, H, W), labels (B,)), pinned on CUDA; the Trainer converts on the device
     next_real = iter(loader).__next__
+    if cfg.model.n_classes:
+        next_real = _labelled(next_real, options.data)
 
     writer = SampleWriter(out, cfg, device, dataset) if info.is_main else None
     scorer = _make_scorer(cfg, out, dataset, device) if info.is_main else None
     if writer is not None and start == 0:
-        writer.write(trainer.generator, 0)
-        _score(scorer, writer, trainer, 0)
+        writer.write(sampled(), 0, weights=weights)
+        _score(scorer, writer, sampled(), 0)
     if ckpt_path is None:  # the initial weights: a good checkpoint to name if the first steps diverge
-        _checkpoint(out, cfg, trainer, info)
+        _checkpoint(out, cfg, trainer, info, ema)
     end = (
         cfg.train.iterations
         if options.stop_after is None
@@ -179,6 +217,8 @@ def train(cfg: Config, options: RunOptions) -> dict:
         for it in range(start + 1, end + 1):
             t0 = time.perf_counter()
             trainer.step(next_real)  # queues the work; nothing is read back on an ordinary iteration
+            if ema is not None:
+                ema.update(trainer.generator, trainer.iteration)  # queued too: no host sync
             window_seconds += time.perf_counter() - t0
             window_iterations += 1
             progress.update(it, window_seconds / window_iterations)
@@ -196,12 +236,12 @@ def train(cfg: Config, options: RunOptions) -> dict:
                     last = {"iteration": it, **scalars}
                     writer.log(it, scalars)
             if writer is not None and it % cfg.train.sample_every == 0:
-                last.update(writer.write(trainer.generator, it))
+                last.update(writer.write(sampled(), it, weights=weights))
             if cfg.train.eval_every and it % cfg.train.eval_every == 0 and it != end:
-                _score(scorer, writer, trainer, it)
+                _score(scorer, writer, sampled(), it)
             stopping = stop.signal is not None or it == end
             if it % cfg.train.checkpoint_every == 0 or stopping:
-                _checkpoint(out, cfg, trainer, info)
+                _checkpoint(out, cfg, trainer, info, ema)
             if stop.signal is not None:
                 if info.is_main:
                     print(
@@ -211,13 +251,13 @@ def train(cfg: Config, options: RunOptions) -> dict:
                 break
     if writer is not None:
         if trainer.iteration % cfg.train.sample_every:
-            last.update(writer.write(trainer.generator, trainer.iteration))
-        last.update(_score(scorer, writer, trainer, trainer.iteration))
+            last.update(writer.write(sampled(), trainer.iteration, weights=weights))
+        last.update(_score(scorer, writer, sampled(), trainer.iteration))
         writer.close()
     return last
 
 
-def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> None:
+def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo, ema: GeneratorEMA | None) -> None:
     """Save the trainer's whole resumable state, only if it is good (``Trainer.check_healthy``)."""
     problem = trainer.check_healthy()  # reads the device-side flag: allowed at checkpoint time
     if problem is not None:
@@ -231,9 +271,12 @@ def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo) -> Non
             "generator": trainer_state["generator"],  # for load_generator / tganv2 generate
             "config": config_to_dict(cfg),
         }
+        if ema is not None:
+            state[CHECKPOINT_KEYS["ema"]] = ema.state_dict()  # for load_snapshot(weights="ema")
         save_checkpoint(out / "checkpoints", trainer.iteration, state, cfg.train.keep_checkpoints)
+        snapshot, weights = (ema.averaged(), "ema") if ema is not None else (trainer.generator, "raw")
         save_generator(
-            out / "generator.safetensors", trainer.generator, cfg, iteration=str(trainer.iteration)
+            out / "generator.safetensors", snapshot, cfg, weights=weights, iteration=str(trainer.iteration)
         )
     barrier()
 
@@ -259,10 +302,10 @@ def _make_scorer(cfg: Config, out: Path, dataset, device: torch.device):
     return scorer
 
 
-def _score(scorer, writer, trainer: Trainer, iteration: int) -> dict:
+def _score(scorer, writer, generator: torch.nn.Module, iteration: int) -> dict:
     if scorer is None:
         return {}
-    scores = scorer.score(trainer.generator, seed=0)  # the same z every time: comparable over the run
+    scores = scorer.score(generator, seed=0)  # the same z every time: comparable over the run
     print(
         f"tganv2 train: iteration {iteration}: classifier-IS {scores['cls_is']:.3f}, "
         f"classifier-FID {scores['cls_fid']:.2f}"

@@ -2,9 +2,12 @@
 
 Sample grids follow the paper's Figure 4: a fixed z rendered at every level in eval mode (running BN
 statistics, no subsampling), each level upscaled (nearest) to the final resolution; one row per z, one
-column per level. ``video_statistics`` gives numbers that show learning without a classifier: the mean
-frame-to-frame change and the colour histogram of 32 generated videos (a fixed z, final level), next to
-those of 32 real clips.
+column per level. A class-conditional generator gets one row per class (row k: class k, the first
+``MAX_CLASS_ROWS`` classes). ``video_statistics`` gives numbers that show learning without a classifier:
+the mean frame-to-frame change and the colour histogram of 32 generated videos (a fixed z, class-balanced
+labels, final level), next to those of 32 real clips.
+
+The loop passes the generator to draw: the trained G, or its EMA copy when ``train.ema_half_life > 0``.
 """
 
 from __future__ import annotations
@@ -21,15 +24,27 @@ from ..config import Config
 
 __all__ = ["SampleWriter", "video_statistics", "render_levels", "histogram_distance"]
 
-N_SAMPLE_ROWS = 6  # z vectors in the sample grid (the first of the fixed z)
+N_SAMPLE_ROWS = 6  # z vectors in the sample grid of an unconditional G (the first of the fixed z)
+MAX_CLASS_ROWS = 16  # rows (classes) in the sample grid of a conditional G
 N_STAT_VIDEOS = 32  # generated videos (and real clips) behind the learning statistics
+Z_SEED = 2024  # the fixed z of every run's grids and statistics
 HIST_BINS = 16
 
 
+def fixed_z(generator, n: int) -> Tensor:
+    """The first ``n`` of the run-independent z (``(n, z_dim)`` on G's device)."""
+    return generator.make_z(n, generator=torch.Generator().manual_seed(Z_SEED))
+
+
 def render_levels(
-    generator, z: Tensor, n_frames: int | None = None, levels: list[int] | None = None
+    generator,
+    z: Tensor,
+    y: Tensor | None = None,
+    n_frames: int | None = None,
+    levels: list[int] | None = None,
 ) -> Tensor:
-    """Eval-mode videos of ``z`` at ``levels`` (default: every level), upscaled to the last level's size.
+    """Eval-mode videos of ``z`` (labels ``y`` for a conditional G) at ``levels`` (default: every level),
+    upscaled to the last level's size.
 
     Returns ``(N·len(levels), C, T, H, W)``, row-major per z. G's train/eval mode is restored.
     """
@@ -37,7 +52,7 @@ def render_levels(
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
-        videos = [generator(z, n_frames=n_frames, render_level=level) for level in levels]
+        videos = [generator(z, y, n_frames=n_frames, render_level=level) for level in levels]
     generator.train(was_training)
     size = videos[-1].shape[-1]
     upscaled = [upsample_nearest(v, size) for v in videos]  # each (N, C, T, H, W)
@@ -64,8 +79,6 @@ class SampleWriter:
 
     def __init__(self, out: Path, cfg: Config, device: torch.device, dataset) -> None:
         self.out, self.cfg, self.device = Path(out), cfg, device
-        z = torch.rand(N_STAT_VIDEOS, cfg.model.z_dim, generator=torch.Generator().manual_seed(2024)) * 2 - 1
-        self.z = z.to(device)  # (N_STAT_VIDEOS, z_dim), the same in every run
         self.log_path = self.out / "log.jsonl"
         self.real_stats = self._real_statistics(dataset)
         self._tb = None
@@ -94,11 +107,16 @@ class SampleWriter:
         for key, value in scalars.items():
             self.tensorboard.add_scalar(f"{group}/{key}", value, iteration)
 
-    def write(self, generator, iteration: int) -> dict:
-        """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics."""
+    def write(self, generator, iteration: int, **fields: str) -> dict:
+        """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics.
+
+        ``fields``: extras for the log record (e.g. ``weights="ema"``).
+        """
         from ..data.video import make_grid, write_video
 
-        grid_videos = render_levels(generator, self.z[:N_SAMPLE_ROWS])  # (N·L, C, T, H, W)
+        rows = min(generator.n_classes, MAX_CLASS_ROWS) if generator.n_classes else N_SAMPLE_ROWS
+        row_labels = generator.make_labels(rows)  # row k: class k; None when unconditional
+        grid_videos = render_levels(generator, fixed_z(generator, rows), row_labels)  # (rows·L, C, T, H, W)
         frames = make_grid(grid_videos, nrow=generator.n_levels)  # (T, H', W', 3) uint8
         stem = self.out / "samples" / f"iter_{iteration:07d}"
         write_video(stem.with_suffix(".mp4"), frames, fps=8)
@@ -107,13 +125,14 @@ class SampleWriter:
         self.tensorboard.add_image(
             "samples/middle_frame", frames[len(frames) // 2], iteration, dataformats="HWC"
         )
-        fake = video_statistics(render_levels(generator, self.z, levels=[generator.n_levels]))  # 32 videos
+        z, y = fixed_z(generator, N_STAT_VIDEOS), generator.make_labels(N_STAT_VIDEOS)  # y class-balanced
+        fake = video_statistics(render_levels(generator, z, y, levels=[generator.n_levels]))  # 32 videos
         stats = {
             "motion_fake": round(fake["motion"], 4),
             "motion_real": round(self.real_stats["motion"], 4),
             "hist_l1": round(histogram_distance(fake["histogram"], self.real_stats["histogram"]), 4),
         }
-        self.log(iteration, stats, group="samples", samples=stem.with_suffix(".mp4").name)
+        self.log(iteration, stats, group="samples", samples=stem.with_suffix(".mp4").name, **fields)
         return stats
 
     def close(self) -> None:
