@@ -221,11 +221,12 @@ def test_stale_temporaries_are_removed_and_a_damaged_checkpoint_falls_back(tmp_p
 def test_no_loadable_checkpoint_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(capsys, out, 2)[0] == 0
-    path = out / "checkpoints" / "ckpt-0000002.pt"
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    for path in (out / "checkpoints").iterdir():  # the initial ckpt-0 and ckpt-2: truncated
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     code, _, err = _train(capsys, out, 4)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "no checkpoint loads (ckpt-0000002.pt are damaged" in err and "Traceback" not in err
+    assert "no checkpoint loads (ckpt-0000002.pt, ckpt-0000000.pt are damaged" in err
+    assert "move them away to start the run over" in err and "Traceback" not in err
 
 
 def test_full_disk_is_one_line_keeps_earlier_checkpoints_and_a_rerun_continues(
@@ -245,7 +246,7 @@ def test_full_disk_is_one_line_keeps_earlier_checkpoints_and_a_rerun_continues(
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{out / 'checkpoints' / 'ckpt-0000004.pt'}: no space left on device (about " in err
     assert "MiB needed" in err and "earlier checkpoints are intact" in err
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-0000002.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-0000000.pt", "ckpt-0000002.pt"]
     assert (
         checkpoint_module.load_checkpoint(out / "checkpoints" / "ckpt-0000002.pt")["trainer"]["iteration"]
         == 2
