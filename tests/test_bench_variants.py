@@ -55,8 +55,6 @@ def test_removed_frame_only_preset_names_its_replacement(capsys):
 
 
 def test_bench_step_variant_choices_come_from_the_registry(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "step", "--variants", "tganv2"])  # the old name of the preset as given
-    assert exit_info.value.code == 2
+    assert main(["bench", "step", "--variants", "tganv2"]) == 2  # the old name of the preset as given
     err = capsys.readouterr().err
     assert "invalid choice: 'tganv2'" in err and all(f"'{name}'" in err for name in VARIANTS)

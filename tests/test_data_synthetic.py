@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -81,16 +79,6 @@ def test_shapes_are_distinguishable_by_fill_ratio():
     assert min(fill["square"]) > 0.9  # 1 for a square
     assert 0.7 < min(fill["circle"]) and max(fill["circle"]) < 0.88  # pi / 4
     assert 0.4 < min(fill["triangle"]) and max(fill["triangle"]) < 0.62  # 1 / 2
-
-
-def test_generation_is_fast():
-    dataset = SyntheticVideoDataset(n_clips=64, n_frames=16, size=64)
-    dataset[0]
-    start = time.perf_counter()
-    for i in range(64):
-        dataset[i]
-    per_clip_ms = (time.perf_counter() - start) / 64 * 1000
-    assert per_clip_ms < 15  # ~1.5 ms on an idle core; loose for shared CI machines
 
 
 def test_open_dataset_defaults_to_synthetic():

@@ -63,18 +63,25 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert straight.returncode == 0, straight.stderr
 
     cmd = _train_cmd(tmp_path / "b", *args)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    half = tmp_path / "b" / "checkpoints" / "ckpt-0000004.pt"
+    # the run stops inside the save of checkpoint 8 (after writing part of it) and writes `marker`; the
+    # kill follows that file, not a timer
+    marker = tmp_path / "paused"
+    env = {**_env(), "TGANV2_TEST_PAUSE_AT": "8:write", "TGANV2_TEST_PAUSE_FILE": str(marker)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not half.exists() and proc.poll() is None and time.time() < deadline:
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert half.exists()
-    assert not (tmp_path / "b" / "checkpoints" / "ckpt-0000008.pt").exists(), "killed too late to test resume"
+    assert marker.exists(), "the run did not reach the save of checkpoint 8"
+    assert (tmp_path / "b" / "checkpoints" / "ckpt-0000004.pt").exists()
+    assert not (tmp_path / "b" / "checkpoints" / "ckpt-0000008.pt").exists()
     resumed = _run(cmd)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from ckpt-0000004.pt at iteration 4" in resumed.stdout
+    assert not list((tmp_path / "b").rglob(".*tmp-*"))  # the killed save's temporary is gone
+    records = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "loss_dis" in r] == list(range(1, 9))  # no duplicates
 
     g_a = load_file(str(tmp_path / "a" / "generator.safetensors"))
     g_b = load_file(str(tmp_path / "b" / "generator.safetensors"))
@@ -161,8 +168,13 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
         text=True,
     )
     log = out / "log.jsonl"
+
+    def logged_iteration_3() -> bool:  # the run has logged iteration 3 (log_every 1)
+        lines = log.read_text().splitlines() if log.exists() else []
+        return any(json.loads(line).get("iteration") == 3 for line in lines if line.endswith("}"))
+
     deadline = time.time() + 300
-    while (not log.exists() or len(log.read_text().splitlines()) < 3) and time.time() < deadline:
+    while not logged_iteration_3() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
@@ -173,6 +185,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     state = torch.load(ckpt, weights_only=True)
     assert 3 <= state["trainer"]["iteration"] < 100000
     assert ckpt.name == f"ckpt-{state['trainer']['iteration']:07d}.pt"
+    # no sample grid is written on the way out (only the one of iteration 0)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_0000000.gif", "iter_0000000.mp4"]
 
 
 def _inject_nan_batch(monkeypatch) -> None:

@@ -10,22 +10,33 @@ Public API::
     snap = tganv2.load_snapshot("runs/x/generator.safetensors")  # .model, .config, .weights (raw | ema)
 """
 
-from . import losses
-from .config import Config, build_discriminator, build_generator, level_shapes, load_config, load_preset
-from .snapshot import LoadedGenerator, load_generator, load_snapshot, save_generator
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config",
-    "LoadedGenerator",
-    "build_discriminator",
-    "build_generator",
-    "level_shapes",
-    "load_config",
-    "load_generator",
-    "load_preset",
-    "load_snapshot",
-    "losses",
-    "save_generator",
-]
+# The public names, imported on first use (PEP 562): `import tganv2.cli` then loads no torch, so the
+# `tganv2` command can set the OpenMP wait policy before torch starts its threads (see tganv2.cli).
+_EXPORTS = {
+    "Config": "config",
+    "build_discriminator": "config",
+    "build_generator": "config",
+    "level_shapes": "config",
+    "load_config": "config",
+    "load_preset": "config",
+    "LoadedGenerator": "snapshot",
+    "load_generator": "snapshot",
+    "load_snapshot": "snapshot",
+    "save_generator": "snapshot",
+}
+
+__all__ = [*_EXPORTS, "losses"]
+
+
+def __getattr__(name: str):
+    if name == "losses":
+        return importlib.import_module(".losses", __name__)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'tganv2' has no attribute {name!r}")

@@ -8,9 +8,19 @@ module (``tganv2.summary``, ``tganv2.data.cli``, ``tganv2.training.cli``, ``tgan
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
+# On a busy machine, OpenMP threads that spin while they wait for a core slow CPU training many times
+# over (docs/benchmarks.md, "load"). libgomp reads its wait policy once, when torch loads, so it is set
+# here, before any module of the command imports torch; a user's own setting wins.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import __version__
+from .arguments import Parser
 from .errors import UserError, warnings_as_lines
 
 # Modules that provide `add_commands(subparsers)`; each sub-command sets `func(args) -> int | None`.
@@ -25,10 +35,11 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tganv2",
         description="Train, sample and evaluate TGANv2 video GANs (multiple subsampling layers).",
     )
+    parser.add_argument("--version", action="version", version=f"tganv2 {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -48,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad argument (one line printed by Parser.error), --help, --version
+        return int(e.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -60,6 +74,26 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("tganv2: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a folder that is not writable, a full disk, ...: one line naming the file
+        print(f"tganv2: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+
+
+_HINTS = {
+    errno.ENOSPC: "free some space and rerun",
+    errno.EDQUOT: "free some space and rerun",
+    errno.EROFS: "choose a writable location",
+    errno.EACCES: "check the permissions or choose another location",
+    errno.EPERM: "check the permissions or choose another location",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """``PATH: No space left on device (free some space and rerun)`` for an OSError from the file system."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    hint = _HINTS.get(e.errno)
+    return f"{where + ': ' if where else ''}{what}{f' ({hint})' if hint else ''}"
 
 
 if __name__ == "__main__":

@@ -361,14 +361,12 @@ def _validate_model(m: ModelConfig) -> None:
 
 def _validate(cfg: Config) -> None:
     _validate_model(cfg.model)
-    if cfg.train.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"train.precision must be fp32 or bf16, got {cfg.train.precision!r}")
+    _validate_train(cfg.train)
+    _validate_data(cfg.data)
     if cfg.train.adam_eps_convention not in ("chainer", "torch"):
         raise ConfigError(
             f"train.adam_eps_convention must be chainer or torch, got {cfg.train.adam_eps_convention!r}"
         )
-    if cfg.train.batch < 1:
-        raise ConfigError(f"train.batch must be >= 1, got {cfg.train.batch}")
     if cfg.data.clips_per_class < 0:
         raise ConfigError(
             f"data.clips_per_class must be >= 0 (0 = every clip), got {cfg.data.clips_per_class}"
@@ -388,6 +386,40 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"train.batch={cfg.train.batch} must be divisible by the total batch stride {reduction}"
         )
+
+
+def _validate_train(t: TrainConfig) -> None:
+    """Ranges of the train.* fields (each message names the field, the expected range and the value)."""
+    if t.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
+    for name in ("batch", "iterations", "n_dis", "r1_reference_batch", "checkpoint_every", "sample_every",
+                 "log_every", "eval_samples", "eval_real"):  # fmt: skip
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+    for name in ("keep_checkpoints", "eval_every"):  # 0: keep every checkpoint / score only at start and end
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if not 0 <= t.seed < 2**32:
+        raise ConfigError(f"train.seed must be in 0..4294967295, got {t.seed}")
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+    if not (math.isfinite(t.adam_eps) and t.adam_eps > 0):
+        raise ConfigError(f"train.adam_eps must be a finite number > 0, got {t.adam_eps}")
+    if not all(0 <= b < 1 for b in t.betas):  # also refuses nan
+        raise ConfigError(f"train.betas must both be in [0, 1), got {list(t.betas)}")
+    if not (math.isfinite(t.r1_lambda) and t.r1_lambda >= 0):
+        raise ConfigError(f"train.r1_lambda must be a finite number >= 0 (0 = no R1), got {t.r1_lambda}")
+
+
+def _validate_data(d: DataConfig) -> None:
+    if d.num_workers < 0:
+        raise ConfigError(
+            f"data.num_workers must be >= 0 (0 = load in the training process), got {d.num_workers}"
+        )
+    if d.synthetic_size < 1:
+        raise ConfigError(f"data.synthetic_size must be >= 1, got {d.synthetic_size}")
+    if d.xmargin < 0:
+        raise ConfigError(f"data.xmargin must be >= 0, got {d.xmargin}")
 
 
 def load_preset(name: str = "ucf101-192", overrides: list[str] | dict[str, Any] | None = None) -> Config:

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import Config, config_from_dict, config_to_dict
-from .errors import WeightsError
+from .errors import UserError, WeightsError
 
 __all__ = [
     "LoadedGenerator",
@@ -105,7 +105,25 @@ def read_snapshot_config(path: str | Path) -> Config:
     _check_file(path)
     if path.suffix == ".pt":
         return config_from_dict(_load_checkpoint(path)["config"])
-    return config_from_dict(json.loads(_read_metadata(path)["config"]))
+    return _config_from_metadata(path, _read_metadata(path)["config"])
+
+
+def _config_from_metadata(path: Path, text: str) -> Config:
+    """The ``config`` JSON of a snapshot's metadata; anything else is a one-line ``WeightsError``."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path}: the 'config' metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(config, dict):
+        raise WeightsError(
+            f"{path}: the 'config' metadata must be a JSON object, got {type(config).__name__}"
+        )
+    try:
+        return config_from_dict(config)
+    except WeightsError:
+        raise
+    except UserError as e:
+        raise WeightsError(f"{path}: the 'config' metadata: {e}") from None
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -139,7 +157,7 @@ def _read_weights(path: Path, weights: str | None) -> tuple[dict, Config, str, d
             f"{path}: this snapshot holds the {held} weights only; for the {weights} copy load a training "
             "checkpoint (RUN/checkpoints/ckpt-N.pt)"
         )
-    return load_file(str(path)), config_from_dict(json.loads(meta["config"])), held, meta
+    return load_file(str(path)), _config_from_metadata(path, meta["config"]), held, meta
 
 
 def load_snapshot(

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import torch
 
+from .arguments import positive_int
 from .config import Config, add_config_arguments, build_discriminator, build_generator, config_from_args
-from .errors import UserError
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -92,8 +92,6 @@ def print_summary(info: dict) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    if args.batch is not None and args.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
     info = model_summary(cfg, args.batch)
     if args.json:
@@ -111,7 +109,9 @@ def add_commands(subparsers) -> None:
         "the discriminator's per-block shapes and the inference output shape of a preset.",
     )
     add_config_arguments(p, "ucf101-192")
-    p.add_argument("--batch", type=int, default=None, help="level-1 batch to show (default: train.batch)")
+    p.add_argument(
+        "--batch", type=positive_int, default=None, help="level-1 batch to show (default: train.batch)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     p.set_defaults(func=run_summary)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
+from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
 
 
@@ -55,11 +56,9 @@ def run_cost(args: argparse.Namespace) -> int:
 
 def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
     """One real ``Trainer.step`` per variant of the resolved ``cfg`` in a child process: its peak memory."""
-    import torch
-
     from .step import run_in_child, step_config
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     out = {"device": device, "batch": args.batch, "variants": {}}
     for variant, cost in report["variants"].items():
         if "same_model_as" in cost:  # the same model: measured once
@@ -212,7 +211,7 @@ def run_step(args: argparse.Namespace) -> int:
         batch=args.batch,
         iters=args.iters,
         warmup=args.warmup,
-        device=args.device,
+        device=str(resolve_device(args.device)),
         variants=tuple(args.variants),
         find_max_batch=args.find_max_batch,
         max_batch=args.max_batch,
@@ -298,7 +297,7 @@ def add_commands(subparsers) -> None:
         help="also run one real step per variant in a child process and report its peak memory "
         "(heavy for full-size presets on CPU)",
     )
-    cost.add_argument("--device", default=None, help="device for --peak-memory (default: cuda if available)")
+    cost.add_argument("--device", default="auto", help=f"device for --peak-memory: {DEVICE_HELP}")
     _add_report_arguments(cost, "tables")
     cost.set_defaults(func=run_cost)
 
@@ -324,7 +323,12 @@ def add_commands(subparsers) -> None:
         "child gets the resolved config (preset, --config files, overrides) and training's device set-up.",
     )
     add_config_arguments(step, "small-64")  # on CPU keep it small
-    step.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    step.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="autocast precision of the forward passes",
+    )
     step.add_argument("--compile", action="store_true", help="torch.compile the generator (never D)")
     step.add_argument("--batch", type=int, default=None, help="level-1 batch (default: the preset's)")
     step.add_argument("--iters", type=int, default=5, help="timed steps (median reported)")
@@ -335,7 +339,7 @@ def add_commands(subparsers) -> None:
         default=1,
         help="rounds of child runs, alternating the variants (median over all timed steps)",
     )
-    step.add_argument("--device", default=None, help="cpu or cuda[:k] (default: cuda if available)")
+    step.add_argument("--device", default="auto", help=DEVICE_HELP)
     step.add_argument(
         "--variants",
         nargs="+",

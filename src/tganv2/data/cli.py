@@ -17,6 +17,7 @@ import os
 import warnings
 from pathlib import Path
 
+from ..arguments import positive_int, writable_folder
 from ..errors import DataError
 from .base import DataWarning, category_from_path
 from .folder import scan_videos
@@ -38,9 +39,13 @@ def _report(summaries) -> int:
 
 
 def _with_warnings(run):
-    """Run a command showing every ``DataWarning`` (one line each: ``errors.show_warnings_as_lines``)."""
+    """Run a command showing every ``DataWarning`` (one line each: ``errors.show_warnings_as_lines``).
+
+    A ``prepare`` command first checks that ``--out`` can be written (before any video is read).
+    """
 
     def func(args):
+        writable_folder(args.out)
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
             return run(args)
@@ -48,14 +53,7 @@ def _with_warnings(run):
     return func
 
 
-def _check_counts(args) -> None:
-    for flag, value in (("--workers", args.workers), ("--min-frames", args.min_frames)):
-        if value < 1:
-            raise DataError(f"{flag} must be >= 1, got {value}")
-
-
 def _prepare_ucf101(args) -> int:
-    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(
         prepare_ucf101(
@@ -65,13 +63,11 @@ def _prepare_ucf101(args) -> int:
 
 
 def _prepare_folder(args) -> int:
-    _check_counts(args)
     rows, cols = parse_size(args.size)
     return _report(prepare_folder(args.videos, args.out, rows, cols, args.workers, args.min_frames))
 
 
 def _prepare_faceforensics(args) -> int:
-    _check_counts(args)
     rows, cols = parse_size(args.size)
     if rows != cols:
         raise DataError(f"--size {args.size}: FaceForensics crops are square, give one number such as 256")
@@ -164,12 +160,15 @@ def _add_common(parser: argparse.ArgumentParser, size_default: str) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=min(8, os.cpu_count() or 1),
         help="parallel decoding processes (default: min(8, CPU count); 1 = in this process)",
     )
     parser.add_argument(
-        "--min-frames", type=int, default=16, help="skip videos shorter than this many frames (default 16)"
+        "--min-frames",
+        type=positive_int,
+        default=16,
+        help="skip videos shorter than this many frames (default 16)",
     )
 
 
@@ -182,7 +181,12 @@ def add_commands(subparsers) -> None:
     prepare.set_defaults(func=lambda args: prepare.print_help() or 2)
     sources = prepare.add_subparsers(dest="source", metavar="SOURCE")
 
-    ucf101 = sources.add_parser("ucf101", help="UCF101 with an official train/test split (reference §3.1)")
+    ucf101 = sources.add_parser(
+        "ucf101",
+        help="UCF101 with an official train/test split (reference §3.1)",
+        description="Convert UCF101 into OUT/train.h5 + OUT/test.h5 (and their .json indexes) with the "
+        "official split lists, resized to --size as the official conversion script does.",
+    )
     ucf101.add_argument(
         "--videos", required=True, type=Path, help="folder of UCF101 .avi files (flat or per class)"
     )
@@ -197,7 +201,11 @@ def add_commands(subparsers) -> None:
     ucf101.set_defaults(func=_with_warnings(_prepare_ucf101))
 
     folder = sources.add_parser(
-        "folder", help="any folder of videos or frame folders into train.h5 + train.json"
+        "folder",
+        help="any folder of videos or frame folders into train.h5 + train.json",
+        description="Convert every video (any container PyAV reads) or folder of frame images found "
+        "under --videos into OUT/train.h5 + OUT/train.json, resized to --size. Class labels come from "
+        "the first sub-folder level, if there is one.",
     )
     folder.add_argument(
         "--videos",
@@ -208,7 +216,12 @@ def add_commands(subparsers) -> None:
     _add_common(folder, "192x256")
     folder.set_defaults(func=_with_warnings(_prepare_folder))
 
-    faces = sources.add_parser("faceforensics", help="FaceForensics: crop each frame to its face mask box")
+    faces = sources.add_parser(
+        "faceforensics",
+        help="FaceForensics: crop each frame to its face mask box",
+        description="Convert FaceForensics into .h5 + .json files: each frame is cropped to the bounding "
+        "box of its face mask (the mask video of the same name) and resized to --size.",
+    )
     faces.add_argument(
         "--videos",
         required=True,
@@ -221,6 +234,12 @@ def add_commands(subparsers) -> None:
     _add_common(faces, "256")
     faces.set_defaults(func=_with_warnings(_prepare_faceforensics))
 
-    info = data_commands.add_parser("info", help="print videos, frames, classes and resolution of a dataset")
+    info = data_commands.add_parser(
+        "info",
+        help="print videos, frames, classes and resolution of a dataset",
+        description="Describe a dataset without training on it: the number of videos, frames and "
+        "classes and the frame size of an .h5/.json file, a folder or .zip of videos (frame counts from "
+        "the container metadata; unreadable files are listed) or the built-in synthetic dataset.",
+    )
     info.add_argument("path", help="an .h5 or .json file, a folder or .zip of videos, or 'synthetic'")
     info.set_defaults(func=_info)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..arguments import non_negative_int, positive_int, seed
+from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
 
 __all__ = ["add_commands"]
@@ -33,16 +35,20 @@ def _add_run_options(
     seed_help: str = "seed; loop k draws z with seed + k (default 0)",
 ) -> None:
     if n is not None:
-        parser.add_argument("--n", type=int, default=n, help=f"generated videos per loop (default {n})")
+        parser.add_argument(
+            "--n", type=positive_int, default=n, help=f"generated videos per loop (default {n})"
+        )
         parser.add_argument(
             "--loops",
-            type=int,
+            type=positive_int,
             default=loops,
             help=f"loops with fresh samples; mean and population std are reported (default {loops})",
         )
-    parser.add_argument("--batch", type=int, default=batch, help=f"videos per forward pass (default {batch})")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument(
+        "--batch", type=positive_int, default=batch, help=f"videos per forward pass (default {batch})"
+    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--seed", type=seed, default=0, help=seed_help)
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -53,10 +59,12 @@ def _add_generator_options(parser: argparse.ArgumentParser) -> None:
         metavar="G",
         help="generator snapshot (.safetensors) or training checkpoint (.pt)",
     )
-    parser.add_argument("--frames", type=int, default=16, help="frames per generated video (default 16)")
+    parser.add_argument(
+        "--frames", type=positive_int, default=16, help="frames per generated video (default 16)"
+    )
     parser.add_argument(
         "--render-level",
-        type=int,
+        type=positive_int,
         default=None,
         help="level rendered by the generator (default: the checkpoint's config, 4 = full resolution)",
     )
@@ -66,6 +74,16 @@ def _add_generator_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the trained G (raw) or its EMA copy (default: the EMA copy where the file holds one)",
     )
+
+
+def _checked(command):
+    """Resolve ``--device`` before any model is loaded (a failed record write is caught by ``_write``)."""
+
+    def run(args: argparse.Namespace) -> int:
+        args.device = str(resolve_device(args.device))
+        return command(args)
+
+    return run
 
 
 def _load_extractor(args: argparse.Namespace, device: str):
@@ -88,6 +106,9 @@ def _load_generator(args: argparse.Namespace):
     from .record import sha256_file
 
     loaded = load_snapshot(args.checkpoint, args.device, args.weights)
+    level, n_levels = args.render_level, loaded.model.n_levels
+    if level is not None and not 1 <= level <= n_levels:
+        raise UserError(f"--render-level must be in 1..{n_levels} for {args.checkpoint}, got {level}")
     files = {
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": sha256_file(args.checkpoint),
@@ -283,17 +304,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = evaluate.add_subparsers(dest="evaluate_command", metavar="METRIC")
     evaluate.set_defaults(func=lambda args: evaluate.print_help() or 2)
 
-    p = commands.add_parser("is", help="Inception Score: 2048 videos x 10 loops, splits 1 (reference §5.2)")
+    p = commands.add_parser(
+        "is",
+        help="Inception Score: 2048 videos x 10 loops, splits 1 (reference §5.2)",
+        description="The Inception Score of a generator with C3D (the paper's protocol: 2048 videos per "
+        "loop, 10 loops, 1 split; mean and population std) or with the synthetic-data classifier.",
+    )
     _add_generator_options(p)
     _add_extractor_options(p)
     _add_run_options(p, batch=8)
     p.add_argument(
-        "--splits", type=int, default=1, help="IS splits per loop (default 1, the TGANv2 protocol)"
+        "--splits", type=positive_int, default=1, help="IS splits per loop (default 1, the TGANv2 protocol)"
     )
     p.add_argument("--out", default="is.json", help="JSON record (default is.json)")
-    p.set_defaults(func=_cmd_is)
+    p.set_defaults(func=_checked(_cmd_is))
 
-    p = commands.add_parser("stats", help="real feature statistics (mean/cov npz) for FID (reference §5.3)")
+    p = commands.add_parser(
+        "stats",
+        help="real feature statistics (mean/cov npz) for FID (reference §5.3)",
+        description="Feature mean and covariance of real training clips (training augmentation, 10 "
+        "passes over the videos as the official script), written as an .npz for `evaluate fid`.",
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -305,21 +336,32 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--record", default=None, help="JSON record (default: OUT.json)")
     p.add_argument(
         "--n-real",
-        type=int,
+        type=positive_int,
         default=None,
         help="real clips (default: 10 passes over the videos, as the official 5,610 x 17; "
         "synthetic: the number of synthetic clips, default 4096)",
     )
     p.add_argument(
-        "--size", type=int, default=None, help="clip size (default 192 for C3D, the classifier's size)"
+        "--size",
+        type=positive_int,
+        default=None,
+        help="clip size (default 192 for C3D, the classifier's size)",
     )
-    p.add_argument("--xmargin", type=int, default=4, help="HDF5 training x-crop margin (default 4, official)")
+    p.add_argument(
+        "--xmargin",
+        type=non_negative_int,
+        default=4,
+        help="HDF5 training x-crop margin (default 4, official)",
+    )
     p.add_argument("--no-xflip", action="store_true", help="no random horizontal flip (FaceForensics)")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
-    p.set_defaults(func=_cmd_stats)
+    p.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers (default 0)")
+    p.set_defaults(func=_checked(_cmd_stats))
 
     p = commands.add_parser(
-        "fid", help="FID against real statistics: 2048 videos x 10 loops (reference §5.3)"
+        "fid",
+        help="FID against real statistics: 2048 videos x 10 loops (reference §5.3)",
+        description="The Fréchet distance between the features of generated videos and the real "
+        "statistics from `evaluate stats` (or the official npz), per loop; mean and population std.",
     )
     _add_generator_options(p)
     p.add_argument(
@@ -328,10 +370,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_extractor_options(p)
     _add_run_options(p, batch=8)
     p.add_argument("--out", default="fid.json", help="JSON record (default fid.json)")
-    p.set_defaults(func=_cmd_fid)
+    p.set_defaults(func=_checked(_cmd_fid))
 
     p = commands.add_parser(
-        "fvd", help="FVD with StyleGAN-V's I3D: 2048 real vs 2048 generated 16-frame clips"
+        "fvd",
+        help="FVD with StyleGAN-V's I3D: 2048 real vs 2048 generated 16-frame clips",
+        description="Fréchet Video Distance with StyleGAN-V's I3D torchscript: real clips of 16 "
+        "consecutive frames (random start, centre crop, no flip) against generated clips.",
     )
     _add_generator_options(p)
     p.add_argument("--data", required=True, help="real videos: an .h5 file, a dataset folder, or 'synthetic'")
@@ -340,24 +385,31 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         p, batch=8, loops=1, seed_help="seed of the real clips (videos and starts) and of z, loop k: seed + k"
     )
     p.add_argument(
-        "--size", type=int, default=None, help="real clip size (default: the generator's resolution)"
+        "--size", type=positive_int, default=None, help="real clip size (default: the generator's resolution)"
     )
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers (default 0)")
     p.add_argument("--out", default="fvd.json", help="JSON record (default fvd.json)")
-    p.set_defaults(func=_cmd_fvd)
+    p.set_defaults(func=_checked(_cmd_fvd))
 
     p = commands.add_parser(
-        "train-classifier", help="train the small 3D-CNN on the synthetic dataset (download-free metric)"
+        "train-classifier",
+        help="train the small 3D-CNN on the synthetic dataset (download-free metric)",
+        description="Train the small 3D-CNN classifier of the 9 synthetic classes, the feature extractor "
+        "of the download-free classifier-IS/FID (`--classifier FILE`, train.classifier=FILE).",
     )
     p.add_argument("--out", required=True, help="output classifier .safetensors")
-    p.add_argument("--size", type=int, default=64, help="clip resolution (default 64, the demo's)")
-    p.add_argument("--frames", type=int, default=16, help="clip length (default 16)")
-    p.add_argument("--steps", type=int, default=600, help="Adam steps (default 600)")
-    p.add_argument("--batch", type=int, default=32, help="clips per step (default 32)")
-    p.add_argument("--width", type=int, default=16, help="first-layer channels (default 16)")
-    p.add_argument("--n-train", type=int, default=3600, help="training clips, rendered once (default 3600)")
-    p.add_argument("--n-val", type=int, default=450, help="held-out clips for the accuracy (default 450)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, init and batches (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--size", type=positive_int, default=64, help="clip resolution (default 64, the demo's)")
+    p.add_argument("--frames", type=positive_int, default=16, help="clip length (default 16)")
+    p.add_argument("--steps", type=positive_int, default=600, help="Adam steps (default 600)")
+    p.add_argument("--batch", type=positive_int, default=32, help="clips per step (default 32)")
+    p.add_argument("--width", type=positive_int, default=16, help="first-layer channels (default 16)")
+    p.add_argument(
+        "--n-train", type=positive_int, default=3600, help="training clips, rendered once (default 3600)"
+    )
+    p.add_argument(
+        "--n-val", type=positive_int, default=450, help="held-out clips for the accuracy (default 450)"
+    )
+    p.add_argument("--seed", type=seed, default=0, help="seed of the data, init and batches (default 0)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    p.set_defaults(func=_cmd_train_classifier)
+    p.set_defaults(func=_checked(_cmd_train_classifier))

@@ -5,45 +5,56 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..arguments import non_negative_int, positive_float, positive_int, seed, writable_folder
 from ..config import add_config_arguments, config_from_args
+from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+
+# train flags that are shorthands for config keys (the flags first, then the user's key=value overrides)
+_TRAIN_FLAGS = (
+    ("iterations", "train.iterations"),
+    ("batch", "train.batch"),
+    ("checkpoint_every", "train.checkpoint_every"),
+    ("sample_every", "train.sample_every"),
+    ("seed", "train.seed"),
+    ("precision", "train.precision"),
+    ("workers", "data.num_workers"),
+)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .loop import RunOptions, train
-
+    overrides = [
+        f"{key}={getattr(args, flag)}" for flag, key in _TRAIN_FLAGS if getattr(args, flag) is not None
+    ]
+    if args.compile:
+        overrides.append("train.compile=true")
+    cfg = config_from_args(args, overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.preset
+    writable_folder(out)
+    resolve_device(args.device)  # fails here, before any model is built
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
 
-    overrides = []
-    for flag, key in (
-        ("iterations", "train.iterations"),
-        ("batch", "train.batch"),
-        ("checkpoint_every", "train.checkpoint_every"),
-        ("sample_every", "train.sample_every"),
-        ("seed", "train.seed"),
-        ("precision", "train.precision"),
-        ("workers", "data.num_workers"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.compile:
-        overrides.append("train.compile=true")
-    cfg = config_from_args(args, overrides)  # the flags first, then the user's key=value overrides
-    out = Path(args.out) if args.out else Path("runs") / cfg.preset
+    from .loop import RunOptions, train
+
     options = RunOptions(
-        out=out, data=args.data, device=args.device, stop_after=args.stop_after, progress=not args.no_progress
+        out=out,
+        data=args.data,
+        device=args.device,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+        accept_changes=args.accept_changes,
     )
     last = train(cfg, options)
     if last:
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
         print(f"tganv2 train: done. {shown}")
     return 0
+
+
+_OUTPUT_SUFFIXES = (".mp4", ".gif", ".npz")
 
 
 def _generator_file(path: Path, weights: str | None) -> Path:
@@ -66,21 +77,25 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from ..snapshot import load_snapshot
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_snapshot(_generator_file(Path(args.checkpoint), args.weights), device, args.weights)
+    out = Path(args.out)
+    if out.suffix.lower() not in _OUTPUT_SUFFIXES:
+        raise UserError(f"--out must end in .mp4, .gif or .npz, got '{out.name}'")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder, expected a .mp4, .gif or .npz file")
+    writable_folder(out.parent)
+    device = resolve_device(args.device)
+    path = _generator_file(Path(args.checkpoint), args.weights)
+    loaded = load_snapshot(path, device, args.weights)
     generator = loaded.model
-    level = args.level or generator.render_level
+    level = generator.render_level if args.level is None else args.level
     if not 1 <= level <= generator.n_levels:
-        raise UserError(f"--level must be in 1..{generator.n_levels}, got {level}")
+        raise UserError(f"--level must be in 1..{generator.n_levels} for {path.name}, got {level}")
     if args.class_label is not None and not 0 <= args.class_label < generator.n_classes:
         raise UserError(
             f"--class must be in 0..{generator.n_classes - 1}, got {args.class_label}"
             if generator.n_classes
             else "--class needs a class-conditional generator; this one has model.n_classes=0"
         )
-    out = Path(args.out)
-    if out.suffix.lower() not in (".mp4", ".gif", ".npz"):
-        raise UserError(f"--out must end in .mp4, .gif or .npz, got '{out.name}'")
     rng = torch.Generator().manual_seed(args.seed)
     labels = generator.make_labels(args.n, args.class_label, device="cpu")  # (n,) balanced, or None
     videos = []
@@ -93,7 +108,6 @@ def run_generate(args: argparse.Namespace) -> int:
     if out.suffix.lower() == ".npz":
         from ..data import to_uint8
 
-        out.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"videos": to_uint8(videos).numpy()}  # (N, C, T, H, W) uint8
         if labels is not None:
             arrays["labels"] = labels.numpy()  # (N,) int64
@@ -118,37 +132,66 @@ def add_commands(subparsers) -> None:
         "train",
         help="train a TGANv2 model (rerun the same command to resume)",
         description="Train TGANv2 with the official update rule. Rerunning the same command resumes from "
-        "the latest checkpoint in --out. Multi-GPU/multi-node: "
+        "the latest checkpoint in --out; a rerun that would change the data or the maths of the run is "
+        "refused (see --accept-changes). Multi-GPU/multi-node: "
         "torchrun --nproc_per_node=N --no-python tganv2 train ...",
     )
     add_config_arguments(p, "demo-64")
     p.add_argument(
         "--data",
         default=None,
-        help="HDF5 file, run folder of train.h5, or folder of videos "
-        "(default: the built-in synthetic dataset)",
+        help="HDF5 file, run folder of train.h5, or folder of videos (default: the data recorded in --out "
+        "when resuming, else the built-in synthetic dataset; 'synthetic' names it explicitly)",
     )
-    p.add_argument("--out", default=None, help="run directory (default runs/PRESET); reruns resume here")
-    p.add_argument("--iterations", type=int, help="total iterations; the lr decays linearly to 0 over them")
-    p.add_argument("--batch", type=int, help="per-device batch at level 1 (global = batch × world size)")
-    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints and snapshots")
-    p.add_argument("--sample-every", type=int, help="iterations between sample grids (.mp4 and .gif)")
-    p.add_argument("--seed", type=int, help="base seed; rank r uses seed + r")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="autocast precision of the forward passes")
+    p.add_argument("--out", default=None, help="run directory (default: runs/PRESET); reruns resume here")
+    p.add_argument(
+        "--iterations",
+        type=positive_int,
+        help="total iterations; the lr decays linearly to 0 over them (default: the preset's)",
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        help="per-device batch at level 1; global = batch × world size (default: the preset's)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        help="iterations between checkpoints and snapshots (default: the preset's)",
+    )
+    p.add_argument(
+        "--sample-every",
+        type=positive_int,
+        help="iterations between sample grids, .mp4 and .gif (default: the preset's)",
+    )
+    p.add_argument("--seed", type=seed, help="base seed; rank r uses seed + r (default: the preset's)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="autocast precision of the forward passes (default: the preset's, fp32)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (opt-in)")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--workers", type=non_negative_int, help="DataLoader worker processes (default: the preset's)"
+    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
-        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy 2-core machine)",
+        help="torch CPU threads (default: the CPU cores this process may use)",
     )
     p.add_argument(
         "--stop-after",
-        type=int,
+        type=positive_int,
         default=None,
-        help="stop with a checkpoint after this many iterations in this process",
+        help="stop with a checkpoint after this many iterations in this process (default: run to the end)",
+    )
+    p.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="resume even though the data or maths-changing settings differ from the run's; the change "
+        "is recorded in OUT/log.jsonl",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=run_train)
@@ -164,14 +207,16 @@ def add_commands(subparsers) -> None:
         "--checkpoint", required=True, help="checkpoint .pt, snapshot .safetensors or run directory"
     )
     g.add_argument("--out", required=True, help="output file: .mp4, .gif (grid) or .npz (raw videos)")
-    g.add_argument("--n", type=int, default=36, help="number of videos (default 36)")
-    g.add_argument("--frames", type=int, default=None, help="frames per video (default: the trained length)")
-    g.add_argument("--level", type=int, default=None, help="render level 1..L (default: the last)")
-    g.add_argument("--seed", type=int, default=0, help="seed of z")
-    g.add_argument("--batch", type=int, default=8, help="videos generated at once")
-    g.add_argument("--nrow", type=int, default=None, help="videos per grid row (default √n)")
-    g.add_argument("--fps", type=float, default=8, help="frame rate of the written video")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--n", type=positive_int, default=36, help="number of videos")
+    g.add_argument(
+        "--frames", type=positive_int, default=None, help="frames per video (default: the trained length)"
+    )
+    g.add_argument("--level", type=positive_int, default=None, help="render level 1..L (default: the last)")
+    g.add_argument("--seed", type=seed, default=0, help="seed of z")
+    g.add_argument("--batch", type=positive_int, default=8, help="videos generated at once")
+    g.add_argument("--nrow", type=positive_int, default=None, help="videos per grid row (default: √n)")
+    g.add_argument("--fps", type=positive_float, default=8.0, help="frame rate of the written video")
+    g.add_argument("--device", default="auto", help=DEVICE_HELP)
     g.add_argument(
         "--weights",
         choices=["raw", "ema"],
@@ -181,7 +226,7 @@ def add_commands(subparsers) -> None:
     g.add_argument(
         "--class",
         dest="class_label",
-        type=int,
+        type=non_negative_int,
         default=None,
         metavar="K",
         help="class-conditional models: generate class K only (default: all classes, balanced)",

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import resolve_device
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -57,12 +59,11 @@ def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]
         world_size=dist.get_world_size() if dist.is_initialized() else 1,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
-    if device is None or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    resolved = resolve_device(device)  # the one rule of every command (auto: CUDA when available)
+    if resolved.type == "cuda" and resolved.index is None:  # each rank its own GPU
         torch.cuda.set_device(info.local_rank)
         return info, torch.device("cuda", info.local_rank)
-    return info, torch.device(device)
+    return info, resolved
 
 
 def _is_multi_process() -> bool:

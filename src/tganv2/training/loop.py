@@ -1,7 +1,9 @@
 """The training loop behind ``tganv2 train`` (reference.md §4): read it top to bottom.
 
 Run directory (rank 0 writes, every rank reads):
-    OUT/config.yaml                the effective config
+    OUT/.lock                      held while a train command runs (a second one into OUT is refused)
+    OUT/config.yaml                the effective config (data.path resolved); a rerun must match it
+    OUT/dataset.json               the data's fingerprint (``rundir.py`` owns the record and the checks)
     OUT/checkpoints/ckpt-N.pt      full state, atomic, the last K kept; rerunning the command resumes
     OUT/generator.safetensors      latest generator snapshot (with BN running stats) + config metadata;
                                    the EMA copy when train.ema_half_life > 0 (metadata "weights": ema)
@@ -12,8 +14,10 @@ Run directory (rank 0 writes, every rank reads):
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,15 +25,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from ..config import Config, build_generator, config_from_dict, config_to_dict
+from ..config import Config, build_generator, config_to_dict
 from ..errors import UserError
+from ..lock import folder_lock
 from ..snapshot import CHECKPOINT_KEYS, save_generator
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import rundir
+from .checkpoint import (
+    disk_full_error,
+    fault_hook,
+    is_disk_full,
+    latest_checkpoint,
+    load_latest_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    state_nbytes,
+)
 from .device import configure_backends
 from .distributed import (
     DistInfo,
+    all_gather_objects,
     barrier,
     broadcast_parameters,
     convert_sync_batchnorm,
@@ -71,6 +86,7 @@ class RunOptions:
     device: str = "auto"  # auto | cpu | cuda
     stop_after: int | None = None  # stop (with a checkpoint) after this many iterations in this process
     progress: bool = True  # show the progress bar
+    accept_changes: bool = False  # resume although the data or maths-changing settings differ (logged)
 
 
 def _seed_everything(seed: int) -> None:
@@ -105,15 +121,42 @@ def _labelled(next_batch, data: str | None):
     return next_labelled
 
 
-def _check_resumable(out: Path, cfg: Config) -> None:
-    saved_path = out / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
-    if config_to_dict(saved)["model"] != config_to_dict(cfg)["model"]:
-        raise UserError(
-            f"{out} holds a run with a different model config; use another --out or the same options"
-        )
+def _resolve_run(cfg: Config, options: RunOptions, out: Path, info: DistInfo, resumable: bool):
+    """The run's config (``data.path`` resolved; the recorded data when --data is not given), its
+    dataset and fingerprint, and the accepted changes. Refuses a rerun that would change the run."""
+    from ..data import DataWarning, build_dataset
+
+    record = rundir.read_record(out)
+    cfg = copy.deepcopy(cfg)
+    cfg.data.path = rundir.resolve_data_path(options.data, cfg, record)
+    with warnings.catch_warnings():
+        if not info.is_main:  # every rank opens the same files: rank 0 alone reports the skipped ones
+            warnings.simplefilter("ignore", DataWarning)
+        dataset = build_dataset(cfg, train=True)
+    _check_classes(cfg, dataset, cfg.data.path)
+    fingerprint = rundir.dataset_fingerprint(dataset, cfg.data.path)
+    changes, free = {}, {}
+    if record is not None and resumable:
+        changes = rundir.resume_changes(record, cfg, fingerprint)
+        if changes and not options.accept_changes:
+            raise rundir.refuse_changes(out, changes)
+        free = rundir.free_changes(record, cfg)
+    return cfg, dataset, fingerprint, changes, free
+
+
+def _on_main(info: DistInfo, action) -> None:
+    """Run ``action`` on rank 0 only; a UserError there stops every rank (no rank waits forever)."""
+    error = None
+    if info.is_main:
+        try:
+            action()
+        except UserError as e:
+            error = e
+    messages = all_gather_objects(str(error) if error else None)
+    if error is not None:
+        raise error
+    if messages[0]:
+        raise UserError(messages[0])
 
 
 class _StopFlag:
@@ -143,6 +186,19 @@ def train(cfg: Config, options: RunOptions) -> dict:
     """Train (or resume) the run in ``options.out``; returns the last logged scalars."""
     info, device = init_distributed(options.device)
     out = Path(options.out)
+    lock = folder_lock(out, "tganv2 train")
+    _on_main(info, lock.acquire)  # one train command per run directory
+    try:
+        return _train(cfg, options, info, device, out)
+    finally:
+        lock.release()
+
+
+def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.device, out: Path) -> dict:
+    checkpoints = out / "checkpoints"
+    cfg, dataset, fingerprint, changes, free = _resolve_run(
+        cfg, options, out, info, resumable=latest_checkpoint(checkpoints) is not None
+    )
     configure_backends(device)
 
     # --- models, optimisers, the per-rank random stream ------------------------------------------
@@ -154,10 +210,19 @@ def train(cfg: Config, options: RunOptions) -> dict:
 
     # --- resume by rerunning the same command ------------------------------------------------------
     if info.is_main:
-        _check_resumable(out, cfg)
-    ckpt_path = latest_checkpoint(out / "checkpoints")
+        remove_stale_temporaries(checkpoints)  # what a killed save left (we hold the lock)
+        remove_stale_temporaries(out)
+    ckpt_path, checkpoint, damaged = load_latest_checkpoint(checkpoints)
+    barrier()  # every rank has read the damaged files before rank 0 moves them
+    if info.is_main:
+        for path, reason in damaged:
+            path.replace(path.with_name(path.name + ".damaged"))
+            print(
+                f"tganv2: warning: {reason}; moved it to {path.name}.damaged and resuming from "
+                f"{ckpt_path.name if ckpt_path else 'the start'}",
+                file=sys.stderr,
+            )
     if ckpt_path is not None:
-        checkpoint = load_checkpoint(ckpt_path)
         trainer.load_state_dict(checkpoint["trainer"], rank=info.rank)
     start = trainer.iteration
     ema = make_ema(cfg, trainer.generator, info.world_size) if info.is_main else None  # rank 0 samples
@@ -169,19 +234,27 @@ def train(cfg: Config, options: RunOptions) -> dict:
         return ema.averaged() if ema is not None else trainer.generator
 
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        log_path = out / "log.jsonl"
+        rundir.truncate_log(log_path, start)  # the records after the checkpoint are written again
+        if changes or free:
+            rundir.append_log(
+                log_path,
+                {
+                    "iteration": start,
+                    "event": "resumed with changed settings",
+                    "accepted": {k: list(v) for k, v in changes.items()},
+                    "free": {k: list(v) for k, v in free.items()},
+                },
+            )
+        rundir.write_record(out, cfg, fingerprint)
         where = f"resuming from {ckpt_path.name} at iteration {start}" if ckpt_path else "starting"
         print(f"tganv2 train: {where}; run directory {out}; device {device}; world size {info.world_size}")
+        if changes:
+            shown = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changes.items())
+            print(f"tganv2 train: accepted changed settings: {shown}")
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
-    from ..data import DataWarning, build_dataset, make_loader
-
-    with warnings.catch_warnings():
-        if not info.is_main:  # every rank opens the same files: rank 0 alone reports the skipped ones
-            warnings.simplefilter("ignore", DataWarning)
-        dataset = build_dataset(cfg, path=options.data)  # --data, else data.path
-    _check_classes(cfg, dataset, options.data)
+    from ..data import make_loader
 
     loader = make_loader(
         dataset,
@@ -196,9 +269,9 @@ def train(cfg: Config, options: RunOptions) -> dict:
     # endless: (clips uint8 (B, C, T, H, W), labels (B,)), pinned on CUDA; the Trainer converts on the device
     next_real = iter(loader).__next__
     if cfg.model.n_classes:
-        next_real = _labelled(next_real, options.data)
+        next_real = _labelled(next_real, cfg.data.path)
 
-    writer = SampleWriter(out, cfg, device, dataset) if info.is_main else None
+    writer = SampleWriter(out, cfg, device, dataset, resume_iteration=start) if info.is_main else None
     scorer = _make_scorer(cfg, out, dataset, device) if info.is_main else None
     if writer is not None and start == 0:
         writer.write(sampled(), 0, weights=weights)
@@ -250,9 +323,17 @@ def train(cfg: Config, options: RunOptions) -> dict:
                     )
                 break
     if writer is not None:
-        if trainer.iteration % cfg.train.sample_every:
-            last.update(writer.write(sampled(), trainer.iteration, weights=weights))
-        last.update(_score(scorer, writer, sampled(), trainer.iteration))
+        ran = trainer.iteration > start
+        if ran and stop.signal is None:  # the end of the run (not a SIGTERM/SIGINT stop): final samples
+            if trainer.iteration % cfg.train.sample_every:
+                last.update(writer.write(sampled(), trainer.iteration, weights=weights))
+            last.update(_score(scorer, writer, sampled(), trainer.iteration))
+        elif not ran:
+            _save_snapshot(out, cfg, trainer, ema)  # a kill between checkpoint and snapshot left it behind
+            print(
+                f"tganv2 train: the run in {out} is complete at iteration {trainer.iteration} "
+                "(raise --iterations to extend it)"
+            )
         writer.close()
     return last
 
@@ -274,11 +355,20 @@ def _checkpoint(out: Path, cfg: Config, trainer: Trainer, info: DistInfo, ema: G
         if ema is not None:
             state[CHECKPOINT_KEYS["ema"]] = ema.state_dict()  # for load_snapshot(weights="ema")
         save_checkpoint(out / "checkpoints", trainer.iteration, state, cfg.train.keep_checkpoints)
-        snapshot, weights = (ema.averaged(), "ema") if ema is not None else (trainer.generator, "raw")
-        save_generator(
-            out / "generator.safetensors", snapshot, cfg, weights=weights, iteration=str(trainer.iteration)
-        )
+        fault_hook("snapshot", trainer.iteration)
+        _save_snapshot(out, cfg, trainer, ema)
     barrier()
+
+
+def _save_snapshot(out: Path, cfg: Config, trainer: Trainer, ema: GeneratorEMA | None) -> None:
+    snapshot, weights = (ema.averaged(), "ema") if ema is not None else (trainer.generator, "raw")
+    path = out / "generator.safetensors"
+    try:
+        save_generator(path, snapshot, cfg, weights=weights, iteration=str(trainer.iteration))
+    except Exception as e:  # noqa: BLE001 - safetensors reports a full disk as its own error type
+        if is_disk_full(e) or is_disk_full(e.__cause__) or "No space" in str(e):
+            raise disk_full_error(path, state_nbytes(snapshot.state_dict())) from None
+        raise
 
 
 def _make_scorer(cfg: Config, out: Path, dataset, device: torch.device):

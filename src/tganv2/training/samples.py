@@ -77,8 +77,11 @@ def histogram_distance(a: Tensor, b: Tensor) -> float:
 class SampleWriter:
     """Rank-0 writer of ``log.jsonl``, TensorBoard scalars and frames, and sample grids."""
 
-    def __init__(self, out: Path, cfg: Config, device: torch.device, dataset) -> None:
+    def __init__(
+        self, out: Path, cfg: Config, device: torch.device, dataset, resume_iteration: int = 0
+    ) -> None:
         self.out, self.cfg, self.device = Path(out), cfg, device
+        self.resume_iteration = resume_iteration  # TensorBoard drops its events after this iteration
         self.log_path = self.out / "log.jsonl"
         self.real_stats = self._real_statistics(dataset)
         self._tb = None
@@ -96,7 +99,8 @@ class SampleWriter:
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            purge = self.resume_iteration + 1 if self.resume_iteration else None
+            self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
         return self._tb
 
     def log(self, iteration: int, scalars: dict, group: str = "train", **fields: str) -> None:
