@@ -190,11 +190,14 @@ def paper_jobs(args) -> list[Job]:
     for seed in args.seeds:  # seed-major: the ETA after a full seed already averages every variant
         for variant in args.variants:
             cfg = paper_config(args.base, variant, args.batch, args.iterations, seed, args.overrides)
+            levels = cfg.model.level_plan(cfg.train.batch)
             fields = {
                 "variant": variant,
                 "seed": seed,
                 "batch": cfg.train.batch,
-                "level_batches": [level.batch for level in cfg.model.level_plan(cfg.train.batch)],
+                "level_batches": [level.batch for level in levels],
+                # Σ_l N_l·T_l·S_l²: the generated (and real) video values of a step, a proxy of its memory
+                "level_voxels": sum(level.batch * level.frames * level.size**2 for level in levels),
                 "batch_strides": list(cfg.model.batch_strides),
                 "frame_strides": list(cfg.model.frame_strides),
             }

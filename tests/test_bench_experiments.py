@@ -78,6 +78,9 @@ def test_paper_mode_gives_each_variant_table_1s_batches(batch):
         assert [level.batch for level in cfg.model.level_plan(cfg.train.batch)] == TABLE1_AT[batch][variant]
         assert cfg.model.frame_strides == [FRAME_STRIDE[variant]] * 3
         assert cfg.train.iterations == 7 and cfg.train.seed == 3  # equal iterations, the seed of the job
+    voxels = {job.fields["variant"]: job.fields["level_voxels"] // (batch // 16) for job in jobs}
+    # small-64: 16 frames at 8 px doubling to 64 px; e.g. frame+batch 16·16·8² + 8·8·16² + 4·4·32² + 2·2·64²
+    assert voxels == {"frame+batch": 65536, "frame-only": 30720, "batch-only": 88064, "no-subsampling": 87040}
 
 
 def test_paper_mode_on_a_two_layer_preset_takes_table_1s_first_levels():
