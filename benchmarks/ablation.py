@@ -20,6 +20,27 @@ reduction only > without subsampling, by C3D IS and FID. This script repeats the
   clips; mean ± population std over ``--seeds``.
 
     .venv/bin/python benchmarks/ablation.py --budget-seconds 120 --seeds 0 1 2 --output ablation.json
+
+``--mode paper`` runs the comparison as the paper did (issue 14 §3): equal memory and equal iterations.
+
+* batches: paper Table 1's N_1..N_4 (bs 64: frame+batch 64/32/16/8, frame-only 8/8/8/8, batch-only
+  8/4/4/4, no-subsampling 4/4/4/4, the four GPUs together) times ``--batch / 64``; ``--batch`` is
+  frame+batch's level-1 batch and must be a multiple of 16, so that every entry stays a whole number and the
+  ratios are exactly Table 1's (16 → 16/8/4/2, 2/2/2/2, 2/1/1/1, 1/1/1/1; 32 → 32/16/8/4, 4/4/4/4, ...).
+  The batch strides are the ratios of consecutive N_l; a base preset with fewer levels takes the first ones
+  (demo-64: N_1..N_3);
+* every variant trains for ``--iterations`` (``train.iterations``: the preset's linear lr decay ends there)
+  by ``tganv2 train``'s loop, one run directory per (variant, seed) under ``--workdir``;
+* ``--output`` is rewritten after every (variant, seed): rerunning the command (with the same or more
+  ``--variants`` and ``--seeds``) skips the finished runs and resumes an interrupted one from its last
+  checkpoint; ``key=value`` overrides change the base
+  preset (e.g. a tiny model in the tests);
+* outputs: the JSON record, ``--markdown`` (the table) and ``--plot`` (IS and FID, mean ± std)::
+
+    .venv/bin/python benchmarks/ablation.py --mode paper --iterations 600 --seeds 0 1 2 --threads 2 \
+        --classifier runs/classifier.safetensors --workdir runs/paper-table2 \
+        --output docs/results/paper_table2.json --markdown docs/results/paper_table2.md \
+        --plot docs/results/paper_table2.png
 """
 
 from __future__ import annotations
@@ -33,18 +54,26 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tganv2.config import ABLATIONS, apply_overrides, load_preset, variant_config
+from tganv2.bench.experiment import Job, get_classifier, load_runs, mean_std, run_jobs, write_json
+from tganv2.config import ABLATIONS, ablation_overrides, apply_overrides, load_preset, variant_config
 from tganv2.data.base import to_float
 from tganv2.data.loader import make_loader
 from tganv2.data.synthetic import SyntheticVideoDataset
+from tganv2.errors import UserError
 from tganv2.nn.subsample import kept_batch
 from tganv2.training.step import Trainer
 
 VARIANTS = list(ABLATIONS)
-TABLE1_BATCH_DIVISOR = {"frame+batch": 1, "frame-only": 8, "batch-only": 8, "no-subsampling": 16}  # 16/2/2/1
+TABLE1 = {  # paper Table 1: N_1..N_4, the batch at each level of the bs-64 runs (four GPUs together)
+    "frame+batch": (64, 32, 16, 8),
+    "frame-only": (8, 8, 8, 8),
+    "batch-only": (8, 4, 4, 4),
+    "no-subsampling": (4, 4, 4, 4),
+}
+TABLE1_BS = TABLE1["frame+batch"][0]  # 64: the "bs" that --batch scales
+TABLE1_STEP = TABLE1_BS // min(row[0] for row in TABLE1.values())  # 16: --batch must be a multiple of it
 PAPER_TABLE2 = {  # UCF101, TGANv2 (frame+batch) bs = 64: IS, FID
     "frame+batch": (22.70, 3591),
     "frame-only": (21.01, 3723),
@@ -64,10 +93,43 @@ def capped_batch_strides(strides: list[int], batch: int) -> list[int]:
 
 
 def ablation_config(base: str, variant: str, batch: int):
+    """``--mode budget``: the variant at level-1 ``batch``, batch strides capped at one sample."""
     cfg = variant_config(load_preset(base, {"train.batch": 64}), variant)  # any batch the strides divide
     strides = capped_batch_strides(list(cfg.model.batch_strides), batch)
     overrides = {"model.batch_strides": strides, "train.batch": batch, "train.iterations": 10**6}
     return apply_overrides(cfg, overrides)
+
+
+def table1_level_batches(variant: str, batch: int, n_levels: int) -> list[int]:
+    """Table 1's N_1..N_L of ``variant`` times ``batch / 64`` (``batch``: frame+batch's level-1 batch)."""
+    if batch < TABLE1_STEP or batch % TABLE1_STEP:
+        raise UserError(
+            f"--batch {batch}: --mode paper needs a multiple of {TABLE1_STEP}, so that every batch of "
+            f"Table 1 scaled by batch/{TABLE1_BS} is a whole number (e.g. 16: 16/8/4/2 ... 1/1/1/1)"
+        )
+    if n_levels > len(TABLE1[variant]):
+        raise UserError(
+            f"--mode paper: Table 1 has {len(TABLE1[variant])} levels, the base preset {n_levels}"
+        )
+    return [n * batch // TABLE1_BS for n in TABLE1[variant][:n_levels]]
+
+
+def paper_config(base: str, variant: str, batch: int, iterations: int, seed: int, overrides=()):
+    """``--mode paper``: the variant with Table 1's scaled batches, for ``iterations`` from ``seed``."""
+    cfg = load_preset(base, list(overrides))
+    levels = table1_level_batches(variant, batch, cfg.model.n_levels)
+    changes = {
+        **ablation_overrides(variant, len(cfg.model.frame_strides)),  # the frame strides
+        "model.batch_strides": [a // b for a, b in zip(levels, levels[1:])],
+        "train.batch": levels[0],
+        "train.iterations": iterations,
+        "train.seed": seed,
+        "train.sample_every": iterations,  # samples at the start and the end only
+        "train.keep_checkpoints": 1,
+    }
+    cfg = apply_overrides(cfg, changes)  # validated once, with every change made
+    assert [level.batch for level in cfg.model.level_plan(levels[0])] == levels, (variant, levels)
+    return cfg
 
 
 def train_for_budget(
@@ -94,57 +156,13 @@ def train_for_budget(
     return trainer.generator, iterations, time.perf_counter() - wall_start, time.process_time() - cpu_start
 
 
-def get_classifier(path: str | None, seed: int, steps: int):
-    from tganv2.metrics.classifier import load_classifier, save_classifier, train_classifier
-
-    if path and Path(path).is_file():
-        return load_classifier(path)
-    model = train_classifier(size=64, frames=16, steps=steps, seed=seed, progress=False)
-    if path:
-        save_classifier(path, model)
-        model = load_classifier(path)  # records the weights' sha256
-    return model
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values))  # population std, as the official scripts
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-seconds", type=float, default=120.0, help="wall clock per variant and seed")
-    parser.add_argument(
-        "--budget-clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall clock, or this process's CPU time (fair on a machine shared with others)",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch", type=int, default=16, help="frame+batch's level-1 batch (Table 1: 16)")
-    parser.add_argument("--equal-batch", action="store_true", help="every variant uses --batch")
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
-    parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
-    parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
-    parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
-    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--output", default=None, help="write the JSON record here")
-    parser.add_argument("--plot", default=None, help="write the bar chart (IS and FID, mean ± std) here")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    from tganv2.metrics.scorer import ClassifierScorer
-
-    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
-    real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
-    scorer = ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
+def budget_runs(args, scorer) -> list[dict]:
     runs = []
     dataset = SyntheticVideoDataset(load_preset(args.base).data.synthetic_size, 16, 64, seed=0, train=True)
     for seed in args.seeds:
         for variant in args.variants:
-            batch = args.batch if args.equal_batch else max(1, args.batch // TABLE1_BATCH_DIVISOR[variant])
+            divisor = TABLE1_BS // TABLE1[variant][0]  # 1, 8, 8, 16
+            batch = args.batch if args.equal_batch else max(1, args.batch // divisor)
             cfg = ablation_config(args.base, variant, batch)
             generator, iterations, seconds, cpu_seconds = train_for_budget(
                 cfg, seed, args.budget_seconds, dataset, args.budget_clock
@@ -154,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 "variant": variant,
                 "seed": seed,
                 "batch": batch,
+                "level_batches": [level.batch for level in cfg.model.level_plan(batch)],
                 "iterations": iterations,
                 "seconds": seconds,
                 "cpu_seconds": cpu_seconds,
@@ -163,42 +182,171 @@ def main(argv: list[str] | None = None) -> int:
             }
             runs.append(run)
             print(json.dumps(run), file=sys.stderr, flush=True)
+    return runs
+
+
+def paper_jobs(args) -> list[Job]:
+    jobs = []
+    for seed in args.seeds:  # seed-major: the ETA after a full seed already averages every variant
+        for variant in args.variants:
+            cfg = paper_config(args.base, variant, args.batch, args.iterations, seed, args.overrides)
+            levels = cfg.model.level_plan(cfg.train.batch)
+            fields = {
+                "variant": variant,
+                "seed": seed,
+                "batch": cfg.train.batch,
+                "level_batches": [level.batch for level in levels],
+                # Σ_l N_l·T_l·S_l²: the generated (and real) video values of a step, a proxy of its memory
+                "level_voxels": sum(level.batch * level.frames * level.size**2 for level in levels),
+                "batch_strides": list(cfg.model.batch_strides),
+                "frame_strides": list(cfg.model.frame_strides),
+            }
+            jobs.append(Job(f"{variant}-seed{seed}", cfg, fields))
+    return jobs
+
+
+def summarise(runs: list[dict], variants: list[str]) -> dict:
     table = {}
-    for variant in args.variants:
+    for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
+        if not mine:
+            continue
         table[variant] = {
             "batch": mine[0]["batch"],
+            "level_batches": mine[0]["level_batches"],
             "iterations_median": statistics.median(r["iterations"] for r in mine),
+            "seeds": [r["seed"] for r in mine],
             "cls_is": mean_std([r["cls_is"] for r in mine]),
             "cls_fid": mean_std([r["cls_fid"] for r in mine]),
             "paper_is_fid": PAPER_TABLE2[variant],
         }
-    record = {
-        "command": "python benchmarks/ablation.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.date.today().isoformat(),
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-        "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
-        "args": vars(args),
-        "table": table,
-        "runs": runs,
-    }
-    print("| variant | batch (L1) | iterations (median) | cls-IS ↑ | cls-FID ↓ | paper IS / FID |")
-    print("|---|---|---|---|---|---|")
+    return table
+
+
+def markdown_table(table: dict) -> str:
+    lines = [
+        "| variant | N_l (Table 1 scaled) | iterations (median) | seeds | cls-IS ↑ | cls-FID ↓ "
+        "| paper IS / FID |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for variant, row in table.items():
         (is_m, is_s), (fid_m, fid_s) = row["cls_is"], row["cls_fid"]
         paper_is, paper_fid = row["paper_is_fid"]
-        print(
-            f"| {variant} | {row['batch']} | {row['iterations_median']:g} | {is_m:.2f} ± {is_s:.2f} | "
-            f"{fid_m:.2f} ± {fid_s:.2f} | {paper_is} / {paper_fid} |"
+        lines.append(
+            f"| {variant} | {'/'.join(map(str, row['level_batches']))} | {row['iterations_median']:g} | "
+            f"{len(row['seeds'])} | {is_m:.2f} ± {is_s:.2f} | {fid_m:.2f} ± {fid_s:.2f} | "
+            f"{paper_is} / {paper_fid} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def settings_of(args) -> dict:
+    """What a resumed ``--mode paper`` record must share with the command: what changes a run's result
+    (not the output paths, nor ``--variants`` and ``--seeds``: more of them add runs to the record)."""
+    keys = ("mode", "iterations", "batch", "base", "overrides", "n_samples", "n_real")
+    return {**{k: getattr(args, k) for k in keys}, "classifier": args.classifier_sha256}
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--mode",
+        choices=["budget", "paper"],
+        default="budget",
+        help="budget: equal seconds per variant; paper: Table 1's equal-memory batches, equal iterations",
+    )
+    parser.add_argument("--budget-seconds", type=float, default=120.0, help="wall clock per variant and seed")
+    parser.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or this process's CPU time (fair on a machine shared with others)",
+    )
+    parser.add_argument("--iterations", type=int, default=600, help="--mode paper: iterations of every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batch", type=int, default=16, help="frame+batch's level-1 batch (Table 1: 16)")
+    parser.add_argument(
+        "--equal-batch", action="store_true", help="--mode budget: every variant uses --batch"
+    )
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
+    parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
+    parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
+    parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
+    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--workdir", default="runs/paper-table2", help="--mode paper: the run directories")
+    parser.add_argument("--output", default=None, help="write the JSON record here")
+    parser.add_argument("--markdown", default=None, help="write the Markdown table here")
+    parser.add_argument("--plot", default=None, help="write the bar chart (IS and FID, mean ± std) here")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="--mode paper: overrides of the base preset"
+    )
+    args = parser.parse_args(argv)
+    if args.mode == "budget" and args.overrides:
+        parser.error("key=value overrides need --mode paper")
+    if args.iterations < 1:
+        parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        jobs = paper_jobs(args) if args.mode == "paper" else []  # bad batches or overrides: before any work
+    except UserError as e:
+        print(f"ablation.py: error: {e}", file=sys.stderr)
+        return 2
+
+    from tganv2.metrics.scorer import ClassifierScorer
+
+    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
+    args.classifier_sha256 = classifier.weights_sha256
+    real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
+    scorer = ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
+    command = "python benchmarks/ablation.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    def record_of(runs: list[dict]) -> dict:
+        return {
+            "command": command,
+            "date": datetime.date.today().isoformat(),
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
+            "args": {k: v for k, v in vars(args).items() if k != "classifier_sha256"},
+            "settings": settings_of(args),
+            "complete": len(runs) == len(jobs) if args.mode == "paper" else True,
+            "table": summarise(runs, args.variants),
+            "runs": runs,
+        }
+
+    if args.mode == "paper":
+        try:
+            done = load_runs(args.output, settings_of(args))
+        except UserError as e:
+            print(f"ablation.py: error: {e}", file=sys.stderr)
+            return 2
+        save = (lambda runs: write_json(args.output, record_of(runs))) if args.output else (lambda runs: None)
+        runs = run_jobs(jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save)
+    else:
+        runs = budget_runs(args, scorer)
+    record = record_of(runs)
+    table = markdown_table(record["table"])
+    print(table, end="")
     if args.output:
-        Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.output, record)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table)
     if args.plot:
         from tganv2.bench.plot import mean_std_chart
 
         metrics = [("cls_is", "classifier-IS (higher is better)", "IS"), ("cls_fid", "classifier-FID", "FID")]
-        mean_std_chart(args.plot, table, metrics, title=f"{args.base}, seeds {args.seeds}: {record['date']}")
+        what = f"{args.iterations} iterations" if args.mode == "paper" else f"{args.budget_seconds:g} s"
+        title = f"{args.base}, {what}, seeds {args.seeds}: {record['date']}"
+        mean_std_chart(args.plot, record["table"], metrics, title=title)
     return 0
 
 

@@ -1,0 +1,136 @@
+"""Long experiments as a list of training runs (``benchmarks/ablation.py --mode paper``,
+``benchmarks/memory_capacity.py``): resumable, scored, with progress and an ETA.
+
+Each ``Job`` is one ``tganv2 train`` run (``tganv2.training.loop.train``) in its own run directory
+``WORK/<job.name>``, then scored by a ``ClassifierScorer`` (classifier-IS and classifier-FID of the final
+generator). The JSON record is rewritten, atomically, after every finished job, so a killed experiment is
+resumed by rerunning its command: finished jobs are read back from the record, and an interrupted job
+resumes from its last checkpoint (``train``'s own resume). A record written with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..errors import UserError
+
+__all__ = ["Job", "get_classifier", "mean_std", "write_json", "load_runs", "run_jobs", "format_seconds"]
+
+
+@dataclass
+class Job:
+    name: str  # run directory under the work folder, and the run's key in the record
+    cfg: Config  # the complete training config (train.iterations and train.seed included)
+    fields: dict[str, Any] = field(default_factory=dict)  # what the record keeps about the job
+
+
+def get_classifier(path: str | None, seed: int, steps: int):
+    """The synthetic-data classifier at ``path``, or one trained now (and saved there when given)."""
+    from ..metrics.classifier import load_classifier, save_classifier, train_classifier
+
+    if path and Path(path).is_file():
+        return load_classifier(path)
+    model = train_classifier(size=64, frames=16, steps=steps, seed=seed, progress=False)
+    if path:
+        save_classifier(path, model)
+        model = load_classifier(path)  # records the weights' sha256
+    return model
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))  # population std, as the official scripts
+
+
+def write_json(path: str | Path, record: dict) -> None:
+    """Write ``record`` atomically (a killed write leaves the previous record)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def load_runs(path: str | Path | None, settings: dict) -> list[dict]:
+    """The finished runs of an earlier record at ``path`` written with the same ``settings``."""
+    if path is None or not Path(path).is_file():
+        return []
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not a JSON record ({e.msg}); delete it or use another --output") from None
+    old = record.get("settings", {})
+    changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    if changed:
+        raise UserError(
+            f"{path}: written with other settings ({', '.join(changed)}): delete it, or use another --output "
+            "and --workdir"
+        )
+    return list(record.get("runs", []))
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def run_jobs(
+    jobs: list[Job],
+    scorer,  # ClassifierScorer (or anything with .score(generator, seed) -> dict)
+    workdir: str | Path,
+    score_seed: Callable[[Job], int],  # the z seed of the job's score
+    done: list[dict] = (),  # finished runs read back from the record (``load_runs``)
+    on_run: Callable[[list[dict]], None] = lambda runs: None,  # called with every run so far, after each job
+    device: str = "cpu",
+) -> list[dict]:
+    """Train and score every job not in ``done``; returns the runs in job order."""
+    from ..snapshot import load_generator
+    from ..training.loop import RunOptions, train
+
+    runs = {run["name"]: run for run in done}
+    todo = [job for job in jobs if job.name not in runs]
+    if len(runs) > 0:
+        print(f"{len(runs)} of {len(jobs)} runs already in the record; {len(todo)} to go", file=sys.stderr)
+    start = time.perf_counter()
+    for k, job in enumerate(todo):
+        out = Path(workdir) / job.name
+        t0 = time.perf_counter()
+        train(job.cfg, RunOptions(out=out, device=device, progress=sys.stderr.isatty()))
+        seconds = time.perf_counter() - t0
+        generator = load_generator(out / "generator.safetensors", device)
+        scores = scorer.score(generator, seed=score_seed(job))
+        iterations = job.cfg.train.iterations
+        runs[job.name] = {
+            "name": job.name,
+            **job.fields,
+            "iterations": iterations,
+            "dataset": json.loads((out / "dataset.json").read_text()),  # what the run trained on
+            "train_seconds": seconds,  # this process's part (a resumed run's earlier part is not counted)
+            "sec_per_it": seconds / iterations,
+            **scores,
+        }
+        on_run([runs[j.name] for j in jobs if j.name in runs])
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (k + 1) * (len(todo) - k - 1)
+        shown = ", ".join(f"{key} {value:.3f}" for key, value in scores.items() if math.isfinite(value))
+        print(
+            f"[{len(runs)}/{len(jobs)}] {job.name}: {iterations} it in {format_seconds(seconds)} "
+            f"({seconds / iterations:.2f} s/it); {shown}; elapsed {format_seconds(elapsed)}, "
+            f"ETA {format_seconds(eta)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return [runs[job.name] for job in jobs]

@@ -1,0 +1,180 @@
+"""The long-experiment drivers (issue 14 §3, §4) on tiny settings: ``benchmarks/ablation.py --mode paper``
+(Table 1's equal-memory batches, equal iterations) and ``benchmarks/memory_capacity.py`` (paper §5.5).
+
+The batches are written out here from the paper's Table 1 scaled by batch/64, not taken from the script.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import TINY_OVERRIDES
+from tganv2.bench import plot
+from tganv2.metrics.classifier import save_classifier, train_classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [f"{key}={value}" for key, value in TINY_OVERRIDES.items() if key != "train.batch"]
+
+
+def _script(name: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def classifier_path(tmp_path_factory):
+    """A classifier trained for 2 steps: enough for the scores' plumbing (not their values)."""
+    path = tmp_path_factory.mktemp("classifier") / "clf.safetensors"
+    model = train_classifier(
+        size=64, frames=16, steps=2, width=4, n_train=64, n_val=18, seed=0, progress=False
+    )
+    save_classifier(path, model)
+    return path
+
+
+def _scoring(classifier_path) -> list[str]:
+    return ["--classifier", str(classifier_path), "--n-samples", "8", "--n-real", "16", "--threads", "1"]
+
+
+# Table 1 (bs 64: 64/32/16/8, 8/8/8/8, 8/4/4/4, 4/4/4/4) times batch/64
+TABLE1_AT = {
+    16: {
+        "frame+batch": [16, 8, 4, 2],
+        "frame-only": [2, 2, 2, 2],
+        "batch-only": [2, 1, 1, 1],
+        "no-subsampling": [1, 1, 1, 1],
+    },  # fmt: skip
+    32: {
+        "frame+batch": [32, 16, 8, 4],
+        "frame-only": [4, 4, 4, 4],
+        "batch-only": [4, 2, 2, 2],
+        "no-subsampling": [2, 2, 2, 2],
+    },  # fmt: skip
+}
+FRAME_STRIDE = {"frame+batch": 2, "frame-only": 2, "batch-only": 1, "no-subsampling": 1}
+
+
+@pytest.mark.parametrize("batch", [16, 32])
+def test_paper_mode_gives_each_variant_table_1s_batches(batch):
+    ablation = _script("ablation")
+    args = ablation.parse_args(
+        ["--mode", "paper", "--batch", str(batch), "--iterations", "7", "--seeds", "3"]
+    )
+    jobs = ablation.paper_jobs(args)
+    assert [job.name for job in jobs] == [f"{v}-seed3" for v in TABLE1_AT[batch]]
+    for job in jobs:
+        variant, cfg = job.fields["variant"], job.cfg
+        assert job.fields["level_batches"] == TABLE1_AT[batch][variant], variant
+        assert [level.batch for level in cfg.model.level_plan(cfg.train.batch)] == TABLE1_AT[batch][variant]
+        assert cfg.model.frame_strides == [FRAME_STRIDE[variant]] * 3
+        assert cfg.train.iterations == 7 and cfg.train.seed == 3  # equal iterations, the seed of the job
+    voxels = {job.fields["variant"]: job.fields["level_voxels"] // (batch // 16) for job in jobs}
+    # small-64: 16 frames at 8 px doubling to 64 px; e.g. frame+batch 16·16·8² + 8·8·16² + 4·4·32² + 2·2·64²
+    assert voxels == {"frame+batch": 65536, "frame-only": 30720, "batch-only": 88064, "no-subsampling": 87040}
+
+
+def test_paper_mode_on_a_two_layer_preset_takes_table_1s_first_levels():
+    ablation = _script("ablation")
+    args = ablation.parse_args(["--mode", "paper", "--base", "demo-64", "--seeds", "0"])
+    batches = {job.fields["variant"]: job.fields["level_batches"] for job in ablation.paper_jobs(args)}
+    assert batches == {variant: levels[:3] for variant, levels in TABLE1_AT[16].items()}
+
+
+def test_paper_mode_refuses_a_batch_that_breaks_table_1s_ratios(capsys):
+    ablation = _script("ablation")
+    assert ablation.main(["--mode", "paper", "--batch", "24"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ablation.py: error: --batch 24") and "multiple of 16" in err and "\n" not in err
+
+
+def test_paper_mode_writes_the_record_table_and_chart_and_resumes(classifier_path, tmp_path, monkeypatch):
+    ablation = _script("ablation")
+    out = tmp_path / "table2"
+    outputs = ["--output", f"{out}.json", "--markdown", f"{out}.md", "--plot", f"{out}.png"]
+    common = ["--mode", "paper", "--iterations", "1", "--seeds", "0", "--workdir", str(tmp_path / "runs")]
+    common += _scoring(classifier_path) + outputs
+    assert ablation.main([*common, *TINY, "--variants", "frame+batch"]) == 0
+    first = json.loads(Path(f"{out}.json").read_text())
+    assert [run["name"] for run in first["runs"]] == ["frame+batch-seed0"] and first["complete"]
+
+    figures = []
+    real_save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda figure, path: figures.append(figure) or real_save(figure, path))
+    # more variants: the finished run is read back from the record, the new one trained
+    assert ablation.main([*common, *TINY, "--variants", "frame+batch", "no-subsampling"]) == 0
+    record = json.loads(Path(f"{out}.json").read_text())
+    runs = {run["name"]: run for run in record["runs"]}
+    assert list(runs) == ["frame+batch-seed0", "no-subsampling-seed0"]
+    assert runs["frame+batch-seed0"] == first["runs"][0]  # not trained again
+    assert runs["no-subsampling-seed0"]["level_batches"] == [1, 1, 1, 1]
+    assert runs["frame+batch-seed0"]["level_batches"] == [16, 8, 4, 2]
+    for run in runs.values():
+        assert run["iterations"] == 1 and run["dataset"] == {"kind": "SyntheticVideoDataset", "length": 4096}
+        assert 1.0 <= run["cls_is"] <= 9.0 and run["cls_fid"] >= 0.0  # 9 classes bound the IS
+        assert (tmp_path / "runs" / run["name"] / "checkpoints" / "ckpt-0000001.pt").is_file()
+    table = record["table"]
+    assert list(table) == ["frame+batch", "no-subsampling"]
+    assert table["frame+batch"]["cls_is"] == [runs["frame+batch-seed0"]["cls_is"], 0.0]  # one seed: std 0
+    assert record["settings"]["iterations"] == 1 and record["complete"]
+    markdown = Path(f"{out}.md").read_text().splitlines()
+    assert len(markdown) == 4 and markdown[2].startswith("| frame+batch | 16/8/4/2 | 1 | 1 |")
+    assert markdown[3].startswith("| no-subsampling | 1/1/1/1 | 1 | 1 |")
+    with Image.open(f"{out}.png") as image:
+        assert image.size == (2 * 560, 440 + 30)
+    (is_axis, fid_axis) = figures[0].axes
+    assert [bar.get_height() for bar in is_axis.patches] == pytest.approx(
+        [r["cls_is"] for r in runs.values()]
+    )
+    assert [bar.get_height() for bar in fid_axis.patches] == pytest.approx(
+        [r["cls_fid"] for r in runs.values()]
+    )
+
+
+def test_paper_mode_refuses_a_record_of_other_settings(classifier_path, tmp_path, capsys):
+    ablation = _script("ablation")
+    record = tmp_path / "table2.json"
+    record.write_text(json.dumps({"settings": {"iterations": 5}, "runs": []}))
+    argv = ["--mode", "paper", "--iterations", "1", "--output", str(record), *_scoring(classifier_path)]
+    assert ablation.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(f"ablation.py: error: {record}: written with other settings (") and "iterations" in err
+    )
+
+
+def test_memory_capacity_trains_each_n_and_plots_is_against_n(classifier_path, tmp_path, monkeypatch):
+    capacity = _script("memory_capacity")
+    figures = []
+    real_save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda figure, path: figures.append(figure) or real_save(figure, path))
+    out = tmp_path / "capacity"
+    argv = ["--ns", "1", "4", "--iterations", "1", "--seeds", "0", "--workdir", str(tmp_path / "runs")]
+    argv += ["--output", f"{out}.json", "--markdown", f"{out}.md", "--plot", f"{out}.png"]
+    assert capacity.main([*argv, *_scoring(classifier_path), *TINY, "train.batch=4"]) == 0
+    record = json.loads(Path(f"{out}.json").read_text())
+    runs = record["runs"]
+    assert [run["name"] for run in runs] == ["n1-seed0", "n4-seed0"]
+    # the training runs saw 9·N clips (data.clips_per_class on the 9-class synthetic dataset)
+    assert [run["dataset"]["length"] for run in runs] == [9, 36] == [run["n_clips"] for run in runs]
+    assert all(run["iterations"] == 1 and run["batch"] == 4 for run in runs)
+    assert list(record["table"]) == ["1", "4"] and record["complete"]
+    assert record["table"]["4"]["cls_is"] == [runs[1]["cls_is"], 0.0]
+    markdown = Path(f"{out}.md").read_text().splitlines()
+    assert markdown[2].startswith("| 1 | 9 | 1 |") and markdown[3].startswith("| 4 | 36 | 1 |")
+    with Image.open(f"{out}.png") as image:
+        assert image.size == (2 * 560, 440 + 30)
+    is_axis = figures[0].axes[0]
+    assert is_axis.get_xscale() == "log" and is_axis.get_yscale() == "linear"
+    line = is_axis.containers[0].lines[0]  # the error bar's data line
+    assert list(line.get_xdata()) == [1, 4]
+    assert list(line.get_ydata()) == pytest.approx([run["cls_is"] for run in runs])
