@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import make_tiny_cfg
+from conftest import make_tiny_cfg, run_tganv2
 from tganv2.cli import main
 from tganv2.config import build_generator
 from tganv2.metrics.classifier import VideoClassifier, save_classifier
@@ -390,7 +388,5 @@ def test_help_shows_defaults(capsys):
 def test_version_prints_the_package_version():
     from tganv2 import __version__
 
-    result = subprocess.run(
-        [sys.executable, "-m", "tganv2.cli", "--version"], capture_output=True, text=True, timeout=120
-    )
+    result = run_tganv2("--version", timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"tganv2 {__version__}"
