@@ -46,20 +46,14 @@ def _scoring(classifier_path) -> list[str]:
     return ["--classifier", str(classifier_path), "--n-samples", "8", "--n-real", "16", "--threads", "1"]
 
 
-# Table 1 (bs 64: 64/32/16/8, 8/8/8/8, 8/4/4/4, 4/4/4/4) times batch/64
-TABLE1_AT = {
-    16: {
-        "frame+batch": [16, 8, 4, 2],
-        "frame-only": [2, 2, 2, 2],
-        "batch-only": [2, 1, 1, 1],
-        "no-subsampling": [1, 1, 1, 1],
-    },  # fmt: skip
-    32: {
-        "frame+batch": [32, 16, 8, 4],
-        "frame-only": [4, 4, 4, 4],
-        "batch-only": [4, 2, 2, 2],
-        "no-subsampling": [2, 2, 2, 2],
-    },  # fmt: skip
+TABLE1 = {  # the paper's Table 1: per-level batches at batch 64
+    "frame+batch": [64, 32, 16, 8],
+    "frame-only": [8, 8, 8, 8],
+    "batch-only": [8, 4, 4, 4],
+    "no-subsampling": [4, 4, 4, 4],
+}
+TABLE1_AT = {  # Table 1 times batch / 64
+    batch: {v: [b * batch // 64 for b in levels] for v, levels in TABLE1.items()} for batch in (16, 32)
 }
 FRAME_STRIDE = {"frame+batch": 2, "frame-only": 2, "batch-only": 1, "no-subsampling": 1}
 

@@ -8,24 +8,20 @@ set-up). The FLOPs behind MFU are checked against an independent count: ``FlopCo
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
 import torch
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import counted_step_gflops, tiny_args
 from tganv2.bench import step as bench_step
 from tganv2.cli import main
 from tganv2.config import build_discriminator, build_generator, config_to_dict, load_config, variant_config
-from tganv2.training.step import Trainer
-
-TINY = ["model.n_frames=8", "model.z_dim=8", "model.ch=2", "model.clstm_ch=8", "model.d_ch=2"]
 
 
 def _tiny(batch: int = 4, variant: str = "preset"):
-    return bench_step.step_config(load_config("small-64", overrides=TINY), variant, batch, "fp32")
+    return bench_step.step_config(load_config("small-64", overrides=tiny_args()), variant, batch, "fp32")
 
 
 def _spec(batch: int = 4, **fields) -> dict:
@@ -45,28 +41,12 @@ def _parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _counted_step_gflops(cfg) -> float:
-    """FLOPs of one real ``Trainer.step`` on the CPU, counted by ``FlopCounterMode`` (independent of cost)."""
-
-    class Untracked(contextlib.nullcontext):  # the stock module tracker cannot follow autograd.grad on leaves
-        parents = {"Global"}
-
-    trainer = Trainer(cfg, "cpu")
-    m = cfg.model
-    clips = torch.rand(cfg.train.batch, m.out_channels, m.n_frames, m.resolution, m.resolution) * 2 - 1
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = Untracked()
-    with counter:
-        trainer.step(lambda: (clips, None))
-    return counter.get_total_flops() / 1e9
-
-
 @pytest.mark.parametrize("variant", ["preset", "no-subsampling"])
 def test_report_step_flops_equal_a_counted_real_step(monkeypatch, variant):
     monkeypatch.setattr(bench_step, "measured_rates", lambda device, threads=0, size=0: _FAKE_RATES)
     monkeypatch.setattr(bench_step, "run_in_child", lambda spec, timeout=None: {**spec, "median_step_s": 0.5})
     report = bench_step.step_report(_tiny(), batch=4, device="cpu", variants=(variant,))
-    counted = _counted_step_gflops(_tiny(4, variant))
+    counted = counted_step_gflops(_tiny(4, variant))
     assert report["variants"][variant]["train_step_gflops"] == pytest.approx(counted, rel=0.01)
 
 

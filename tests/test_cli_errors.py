@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import make_tiny_cfg, run_tganv2
 from tganv2.cli import main
-from tganv2.config import build_generator, load_preset
+from tganv2.config import build_generator
 from tganv2.metrics.classifier import VideoClassifier, save_classifier
 from tganv2.snapshot import save_generator
 
-TINY = ["model.n_frames=8", "model.z_dim=8", "model.ch=2", "model.clstm_ch=8", "model.d_ch=2"]
 ROOT = os.geteuid() == 0  # root ignores permission bits: read-only cases use /sys there
 
 
@@ -30,7 +28,7 @@ ROOT = os.geteuid() == 0  # root ignores permission bits: read-only cases use /s
 def files(tmp_path_factory) -> dict[str, Path]:
     """A tiny generator snapshot (4 levels), its damaged variants, a classifier and an ordinary file."""
     root = tmp_path_factory.mktemp("cli_errors")
-    cfg = load_preset("small-64", TINY)
+    cfg = make_tiny_cfg()
     snapshot = save_generator(root / "g.safetensors", build_generator(cfg), cfg)
     state = load_file(str(snapshot))
     save_file(state, str(root / "bad_json.safetensors"), metadata={"config": "{not json"})
@@ -58,6 +56,27 @@ def _unwritable(files, name: str) -> str:
     folder.mkdir(exist_ok=True)
     folder.chmod(0o500)
     return str(folder / "sub" / name)
+
+
+def _generate(f, *args: str) -> list[str]:
+    """``tganv2 generate`` from the tiny snapshot, then ``args``."""
+    return ["generate", "--checkpoint", str(f["g"]), *args]
+
+
+def _evaluate_is(f, *args: str) -> list[str]:
+    """``tganv2 evaluate is`` of the tiny snapshot, then ``args``."""
+    return ["evaluate", "is", "--checkpoint", str(f["g"]), *args]
+
+
+def _refused_values(command: str, argv, flag_values: list[tuple[str, str]]) -> list[tuple]:
+    """One case per (flag, value): ``argv(files) + [flag, value]`` is refused in one line naming the flag;
+    its id is COMMAND-FLAG-VALUE (a negative value reads "neg")."""
+
+    def case(flag: str, value: str) -> tuple:
+        name = f"{command}-{flag.removeprefix('--')}-{'neg' if value.startswith('-') else value}"
+        return name, lambda f: [*argv(f), flag, value], 2, [flag]
+
+    return [case(flag, value) for flag, value in flag_values]
 
 
 # (id, argv builder, expected exit code, words the one line must contain)
@@ -126,57 +145,28 @@ CASES = [
         ["missing", "no such file"],
     ),
     # --- generate ---------------------------------------------------------------------------------
-    (
-        "generate-n-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--n", "0"],
-        2,
-        ["--n"],
+    *_refused_values(
+        "generate",
+        lambda f: _generate(f, "--out", "x.mp4"),
+        [
+            ("--n", "0"),
+            ("--batch", "0"),
+            ("--level", "0"),
+            ("--fps", "0"),
+            ("--fps", "nan"),
+            ("--frames", "0"),
+            ("--nrow", "0"),
+        ],
     ),
     (
-        "generate-batch-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--batch", "0"],
-        2,
-        ["--batch"],
-    ),  # noqa: E501
-    (
-        "generate-level-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--level", "0"],
-        2,
-        ["--level"],
-    ),  # noqa: E501
-    (
-        "generate-fps-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--fps", "0"],
-        2,
-        ["--fps"],
-    ),  # noqa: E501
-    (
-        "generate-fps-nan",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--fps", "nan"],
-        2,
-        ["--fps"],
-    ),  # noqa: E501
-    (
-        "generate-frames-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--frames", "0"],
-        2,
-        ["--frames"],
-    ),  # noqa: E501
-    (
-        "generate-nrow-0",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.mp4", "--nrow", "0"],
-        2,
-        ["--nrow"],
-    ),  # noqa: E501
-    (
         "generate-level-9",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", _out(f, "l9.npz"), "--level", "9"],
+        lambda f: _generate(f, "--out", _out(f, "l9.npz"), "--level", "9"),
         2,
         ["--level must be in 1..4", "9"],
     ),
     (
         "generate-out-suffix",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", "x.avi"],
+        lambda f: _generate(f, "--out", "x.avi"),
         2,
         [".npz"],
     ),
@@ -218,92 +208,65 @@ CASES = [
     ),
     (
         "generate-out-unwritable",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", _unwritable(f, "x.mp4")],
+        lambda f: _generate(f, "--out", _unwritable(f, "x.mp4")),
         2,
         ["--out"],
     ),
     (
         "generate-device-tpu",
-        lambda f: ["generate", "--checkpoint", str(f["g"]), "--out", _out(f, "e.npz"), "--device", "tpu"],
+        lambda f: _generate(f, "--out", _out(f, "e.npz"), "--device", "tpu"),
         2,
         ["--device tpu"],
     ),
     # --- evaluate ---------------------------------------------------------------------------------
-    ("evaluate-is-n-0", lambda f: ["evaluate", "is", "--checkpoint", str(f["g"]), "--n", "0"], 2, ["--n"]),
-    (
-        "evaluate-is-loops-0",
-        lambda f: ["evaluate", "is", "--checkpoint", str(f["g"]), "--loops", "0"],
-        2,
-        ["--loops"],
-    ),  # noqa: E501
-    (
-        "evaluate-is-batch-0",
-        lambda f: ["evaluate", "is", "--checkpoint", str(f["g"]), "--batch", "0"],
-        2,
-        ["--batch"],
-    ),  # noqa: E501
-    (
-        "evaluate-is-splits-0",
-        lambda f: ["evaluate", "is", "--checkpoint", str(f["g"]), "--splits", "0"],
-        2,
-        ["--splits"],
-    ),  # noqa: E501
+    *_refused_values(
+        "evaluate-is",
+        _evaluate_is,
+        [("--n", "0"), ("--loops", "0"), ("--batch", "0"), ("--splits", "0")],
+    ),
     (
         "evaluate-is-render-level-9",
-        lambda f: [
-            "evaluate",
-            "is",
-            "--checkpoint",
-            str(f["g"]),
-            "--classifier",
-            str(f["cls"]),
-            "--render-level",
-            "9",
-            "--out",
-            _out(f, "is.json"),
-        ],  # fmt: skip
+        lambda f: _evaluate_is(
+            f, "--classifier", str(f["cls"]), "--render-level", "9", "--out", _out(f, "is.json")
+        ),
         2,
         ["--render-level must be in 1..4", "9"],
     ),
     (
         "evaluate-is-out-unwritable",
-        lambda f: [
-            "evaluate",
-            "is",
-            "--checkpoint",
-            str(f["g"]),
-            "--classifier",
-            str(f["cls"]),
+        lambda f: _evaluate_is(
+            f,
+            *("--classifier", str(f["cls"])),
             *("--n", "4", "--loops", "1", "--batch", "4", "--frames", "8", "--no-progress"),
             *("--out", _unwritable(f, "is.json")),
-        ],  # scored first (the score is printed), then the record write fails in one line
+        ),  # scored first (the score is printed), then the record write fails in one line
         2,
         ["cannot write", "the result printed above is not lost"],
     ),
     (
         "evaluate-is-no-extractor",
-        lambda f: ["evaluate", "is", "--checkpoint", str(f["g"]), "--out", _out(f, "i.json")],
+        lambda f: _evaluate_is(f, "--out", _out(f, "i.json")),
         2,
         ["feature extractor"],
-    ),  # noqa: E501
+    ),
     (
         "evaluate-stats-n-real-0",
         lambda f: ["evaluate", "stats", "--data", "synthetic", "--out", "s.npz", "--n-real", "0"],
         2,
         ["--n-real"],
-    ),  # noqa: E501
+    ),
     (
         "evaluate-stats-workers-neg",
         lambda f: ["evaluate", "stats", "--data", "synthetic", "--out", "s.npz", "--num-workers", "-1"],
         2,
         ["--num-workers"],
-    ),  # noqa: E501
+    ),
     (
         "evaluate-train-classifier-steps-0",
         lambda f: ["evaluate", "train-classifier", "--out", "c.safetensors", "--steps", "0"],
         2,
         ["--steps"],
-    ),  # noqa: E501
+    ),
     (
         "evaluate-fid-device-tpu",
         lambda f: ["evaluate", "fid", "--checkpoint", str(f["g"]), "--stats", "s.npz", "--device", "tpu"],
@@ -313,24 +276,11 @@ CASES = [
     # --- summary, data ----------------------------------------------------------------------------
     ("summary-batch-0", lambda f: ["summary", "--batch", "0"], 2, ["--batch"]),
     ("summary-bad-key", lambda f: ["summary", "model.n_layers=0"], 2, ["model."]),
-    (
-        "data-prepare-workers-0",
-        lambda f: ["data", "prepare", "folder", "--videos", ".", "--out", "o", "--workers", "0"],
-        2,
-        ["--workers"],
-    ),  # noqa: E501
-    (
-        "data-prepare-workers-neg",
-        lambda f: ["data", "prepare", "folder", "--videos", ".", "--out", "o", "--workers", "-2"],
-        2,
-        ["--workers"],
-    ),  # noqa: E501
-    (
-        "data-prepare-min-frames-0",
-        lambda f: ["data", "prepare", "folder", "--videos", ".", "--out", "o", "--min-frames", "0"],
-        2,
-        ["--min-frames"],
-    ),  # noqa: E501
+    *_refused_values(
+        "data-prepare",
+        lambda f: ["data", "prepare", "folder", "--videos", ".", "--out", "o"],
+        [("--workers", "0"), ("--workers", "-2"), ("--min-frames", "0")],
+    ),
     (
         "data-prepare-out-unwritable",
         lambda f: ["data", "prepare", "folder", "--videos", str(f["root"]), "--out", _unwritable(f, "data")],
@@ -388,9 +338,7 @@ def test_oserror_while_writing_is_one_line(files, capsys, monkeypatch, tmp_path)
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "v.npz"))
 
     monkeypatch.setattr(np, "savez_compressed", full)
-    code, err = run_cli(
-        ["generate", "--checkpoint", str(files["g"]), "--n", "1", "--out", str(tmp_path / "v.npz")], capsys
-    )  # noqa: E501
+    code, err = run_cli(_generate(files, "--n", "1", "--out", str(tmp_path / "v.npz")), capsys)
     assert code == 2
     assert err.strip().splitlines() == [
         f"tganv2: error: {tmp_path / 'v.npz'}: No space left on device (free some space and rerun)"
@@ -440,7 +388,5 @@ def test_help_shows_defaults(capsys):
 def test_version_prints_the_package_version():
     from tganv2 import __version__
 
-    result = subprocess.run(
-        [sys.executable, "-m", "tganv2.cli", "--version"], capture_output=True, text=True, timeout=120
-    )
+    result = run_tganv2("--version", timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"tganv2 {__version__}"

@@ -9,22 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_args
 from tganv2.cli import main
 from tganv2.config import build_generator
 from tganv2.data.video import read_video, write_video
 from tganv2.metrics.evaluate import generate_videos
 from tganv2.snapshot import load_snapshot
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
-    "data.synthetic_size=36",
-    "train.log_every=1",
-]
+TINY = tiny_args("data.synthetic_size=36", "train.log_every=1")
 
 
 def _train(out, *extra: str) -> int:

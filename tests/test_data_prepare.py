@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TGANV2, run_tganv2
 from tganv2.cli import main
 from tganv2.data import DataWarning, HDF5VideoDataset, read_video, write_video
 from tganv2.data import prepare as prepare_module
@@ -23,6 +24,11 @@ from tganv2.data.prepare import mask_boxes, parse_size, resize_frames
 from tganv2.errors import DataError
 
 CLASSES = ["ApplyEyeMakeup", "Drumming", "YoYo"]
+
+
+def _prepare_argv(source: str, videos, out, *extra: str) -> list[str]:
+    """``tganv2 data prepare SOURCE --videos VIDEOS --out OUT EXTRA...`` as an argument list."""
+    return ["data", "prepare", source, "--videos", str(videos), "--out", str(out), *extra]
 
 
 def clip_frames(n_frames, seed, height=30, width=40):
@@ -53,23 +59,8 @@ def ucf_tree(tmp_path_factory):
 
 def test_ucf101_end_to_end_with_parallel_workers(ucf_tree, tmp_path, capsys):
     out = tmp_path / "ucf101_24x32"
-    argv = [
-        "data",
-        "prepare",
-        "ucf101",
-        "--videos",
-        str(ucf_tree / "UCF-101"),
-        "--splits",
-        str(ucf_tree),
-        "--split",
-        "1",
-        "--out",
-        str(out),
-        "--size",
-        "24x32",
-        "--workers",
-        "2",
-    ]
+    splits = ["--splits", str(ucf_tree), "--split", "1"]
+    argv = _prepare_argv("ucf101", ucf_tree / "UCF-101", out, *splits, "--size", "24x32", "--workers", "2")
     with pytest.warns(DataWarning) as warned:  # each printed as one line by the CLI (warnings_as_lines)
         assert main(argv) == 0
     captured = capsys.readouterr()
@@ -103,21 +94,8 @@ def test_ucf101_end_to_end_with_parallel_workers(ucf_tree, tmp_path, capsys):
 
 def test_resume_after_a_crash_reuses_finished_parts(ucf_tree, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    argv = [
-        "data",
-        "prepare",
-        "ucf101",
-        "--videos",
-        str(ucf_tree / "UCF-101"),
-        "--splits",
-        str(ucf_tree / "ucfTrainTestlist"),
-        "--out",
-        str(out),
-        "--size",
-        "24x32",
-        "--workers",
-        "1",
-    ]
+    splits = ["--splits", str(ucf_tree / "ucfTrainTestlist")]
+    argv = _prepare_argv("ucf101", ucf_tree / "UCF-101", out, *splits, "--size", "24x32", "--workers", "1")
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
@@ -138,27 +116,8 @@ def test_resume_after_a_crash_reuses_finished_parts(ucf_tree, tmp_path, capsys, 
 
 
 def test_missing_split_file_is_a_one_line_error(ucf_tree, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tganv2.cli",
-            "data",
-            "prepare",
-            "ucf101",
-            "--videos",
-            str(ucf_tree),
-            "--splits",
-            str(tmp_path),
-            "--split",
-            "2",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    splits = ["--splits", str(tmp_path), "--split", "2"]
+    result = run_tganv2(*_prepare_argv("ucf101", ucf_tree, tmp_path / "out", *splits), timeout=120)
     assert result.returncode == 2
     missing = tmp_path / "trainlist02.txt"
     assert result.stderr.strip().splitlines() == [
@@ -173,24 +132,7 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     (videos / "dogs" / "empty.mp4").write_bytes(b"")
     write_video(videos / "dogs" / "tiny.mp4", clip_frames(4, 3), fps=25)
     (videos / "dogs" / "loop.mp4").symlink_to(videos / "dogs" / "loop.mp4")  # a symlink loop named *.mp4
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "folder",
-                "--videos",
-                str(videos),
-                "--out",
-                str(tmp_path / "out"),
-                "--size",
-                "16x20",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(_prepare_argv("folder", videos, tmp_path / "out", "--size", "16x20", "--workers", "1")) == 0
     captured = capsys.readouterr()
     assert "train: converted 2, skipped 0 (done in an earlier run), failed 3" in captured.out
     assert "only 4 frames, need at least 16" in captured.out
@@ -217,10 +159,7 @@ def test_prepare_folder_counts_failures_and_uses_subfolders(tmp_path, capsys):
     assert "classes: 9" in capsys.readouterr().out
     assert main(["data", "info", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("tganv2: error:")
-    assert (
-        main(["data", "prepare", "folder", "--videos", str(tmp_path / "nothing"), "--out", str(tmp_path)])
-        == 2
-    )
+    assert main(_prepare_argv("folder", tmp_path / "nothing", tmp_path)) == 2
 
 
 def write_png_video(folder, frames):
@@ -248,26 +187,9 @@ def test_faceforensics_crops_each_frame_to_its_mask_box(tmp_path, capsys):
     write_png_video(tmp_path / "videos" / "train" / "002", frames)
     write_png_video(tmp_path / "masks" / "002", masks)  # flat mask folder: matched by name
     out = tmp_path / "face16px"
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "faceforensics",
-                "--videos",
-                str(tmp_path / "videos"),
-                "--masks",
-                str(tmp_path / "masks"),
-                "--out",
-                str(out),
-                "--size",
-                "16",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    masks = ["--masks", str(tmp_path / "masks")]
+    argv = _prepare_argv("faceforensics", tmp_path / "videos", out, *masks, "--size", "16", "--workers", "1")
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert "train: converted 1, skipped 0 (done in an earlier run), failed 1" in captured.out
     assert "no mask video named 001" in captured.out
@@ -301,54 +223,20 @@ def test_parse_size_and_resize():
     assert (resized[0, 0, 0].diff() > 0).all()  # monotone, clamped to uint8
 
 
-def _prepare_folder_cmd(videos, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "tganv2.cli",
-        "data",
-        "prepare",
-        "folder",
-        "--videos",
-        str(videos),
-        "--out",
-        str(out),
-        *extra,
-    ]
-
-
 def test_two_runs_into_one_out_folder_the_second_stops_with_one_line(tmp_path):
     videos = tmp_path / "videos"
     write_video(videos / "a.mp4", clip_frames(16, 1), fps=25)
     out = tmp_path / "out"
     with prepare_lock(out):  # a first run holds the folder (flock on OUT/.prepare.lock)
-        result = subprocess.run(
-            _prepare_folder_cmd(videos, out, "--size", "16"), capture_output=True, text=True, timeout=120
-        )
+        result = run_tganv2(*_prepare_argv("folder", videos, out, "--size", "16"), timeout=120)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"tganv2: error: {out}: another `tganv2 data prepare` (pid {os.getpid()}) is writing into this "
         "folder; wait for it to finish or choose another --out"
     ]
     assert not (out / "train.h5").exists()
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "folder",
-                "--videos",
-                str(videos),
-                "--out",
-                str(out),
-                "--size",
-                "16",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )  # released: the next run goes ahead
+    # released: the next run goes ahead
+    assert main(_prepare_argv("folder", videos, out, "--size", "16", "--workers", "1")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["train.h5", "train.json"]
 
 
@@ -361,20 +249,7 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys):
     temporary = part.with_name(part.name + ".tmp")
     temporary.parent.mkdir(parents=True)
     temporary.symlink_to("/dev/full")
-    argv = [
-        "data",
-        "prepare",
-        "folder",
-        "--videos",
-        str(videos),
-        "--out",
-        str(out),
-        "--size",
-        "16",
-        "--workers",
-        "1",
-    ]
-    assert main(argv) == 2
+    assert main(_prepare_argv("folder", videos, out, "--size", "16", "--workers", "1")) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("tganv2:")] == [
@@ -411,7 +286,7 @@ def test_workers_exit_when_data_prepare_is_killed(tmp_path):
     for i in range(4):
         write_video(videos / f"v{i}.avi", clip_frames(150, i, height=60, width=80), fps=25)
     proc = subprocess.Popen(
-        _prepare_folder_cmd(videos, tmp_path / "out", "--workers", "2", "--size", "192x256"),
+        [*TGANV2, *_prepare_argv("folder", videos, tmp_path / "out", "--workers", "2", "--size", "192x256")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -435,17 +310,6 @@ def test_workers_exit_when_data_prepare_is_killed(tmp_path):
 
 @pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--workers", "-2"), ("--min-frames", "0")])
 def test_non_positive_counts_are_one_line_errors(tmp_path, capsys, flag, value):
-    argv = [
-        "data",
-        "prepare",
-        "folder",
-        "--videos",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "out"),
-        flag,
-        value,
-    ]
-    assert main(argv) == 2
+    assert main(_prepare_argv("folder", tmp_path, tmp_path / "out", flag, value)) == 2
     assert capsys.readouterr().err.splitlines() == [f"tganv2: error: {flag} must be >= 1, got {value}"]
     assert not (tmp_path / "out").exists()

@@ -3,7 +3,6 @@ with one warning, and `import av` happens only where a video file is read or wri
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,16 +11,10 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from conftest import child_env, tiny_args
 from tganv2.data import read_frames
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
-]
+TINY = tiny_args()
 
 
 def _png(frame) -> bytes:
@@ -61,9 +54,8 @@ def test_cli_training_and_benchmarks_run_without_pyav(tmp_path):
                        *{TINY!r}]))
         """
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=600
     )
     assert result.returncode == 0, result.stderr
     assert "usage: tganv2" in result.stdout and '"generator"' in result.stdout  # help, bench cost JSON

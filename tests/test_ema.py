@@ -8,24 +8,19 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from conftest import tiny_args
 from tganv2.cli import main
 from tganv2.config import ConfigError, build_generator
 from tganv2.errors import WeightsError
 from tganv2.snapshot import load_snapshot
 from tganv2.training.ema import GeneratorEMA, ema_beta, make_ema
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
+TINY = tiny_args(
     "data.synthetic_size=32",
     "train.log_every=1",
     "train.ema_half_life=16",  # 4 updates of 4 samples: β = 0.5^(1/4) once the ramp-up is over
     "train.ema_rampup=0.5",
-]
+)
 
 
 def test_beta_follows_stylegan_half_life_and_rampup():

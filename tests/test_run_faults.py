@@ -20,20 +20,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import TGANV2, child_env, tiny_args
 from tganv2.cli import main
 from tganv2.data.video import write_video
 from tganv2.training import checkpoint as checkpoint_module
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
-    "data.synthetic_size=64",
-    "train.log_every=1",
-]
+TINY = tiny_args("data.synthetic_size=64", "train.log_every=1")
 RUN = ["--checkpoint-every", "2", "--sample-every", "100", "--threads", "1", "--no-progress"]
 
 
@@ -167,14 +159,9 @@ def test_kill_during_save_then_rerun_equals_an_uninterrupted_run(stage, tmp_path
     """SIGKILL inside save_checkpoint of iteration 4 at `stage` (the run waits there on a file the test
     reads); the rerun of the same command leaves no temporary and ends with the reference generator."""
     out, marker = tmp_path / "run", tmp_path / "paused"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "TGANV2_TEST_PAUSE_AT": f"4:{stage}",
-        "TGANV2_TEST_PAUSE_FILE": str(marker),
-    }
+    env = child_env(TGANV2_TEST_PAUSE_AT=f"4:{stage}", TGANV2_TEST_PAUSE_FILE=str(marker))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tganv2.cli", *_argv(out, 4)],
+        [*TGANV2, *_argv(out, 4)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -59,6 +59,18 @@ shapes = st.tuples(
     st.integers(1, 4),  # H
     st.integers(1, 4),  # W
 )
+SEEDED_LAYERS = {  # a subsampling layer drawing its own offsets from a seeded torch.Generator
+    "shape": shapes,
+    "batch_stride": st.integers(1, 3),
+    "frame_stride": st.integers(2, 4),
+    "seed": st.integers(0, 2**31),
+}
+
+
+def clip_of(shape: tuple[int, ...], frame_stride: int, **kwargs) -> torch.Tensor:
+    """A random float64 (N, C, T, H, W) tensor of ``shape``, lengthened to T >= ``frame_stride``."""
+    n, c, t, hgt, wdt = shape
+    return torch.randn(n, c, max(t, frame_stride), hgt, wdt, dtype=torch.float64, **kwargs)
 
 
 @SETTINGS
@@ -79,9 +91,8 @@ def test_shared_offset_matches_eq8(shape, batch_stride, frame_stride, data):
 @SETTINGS
 @given(shape=shapes, batch_stride=st.integers(1, 4), frame_stride=st.integers(2, 4), data=st.data())
 def test_per_sample_offsets_match_eq8(shape, batch_stride, frame_stride, data):
-    n, c, t, hgt, wdt = shape
-    t = max(t, frame_stride)
-    h = torch.randn(n, c, t, hgt, wdt, dtype=torch.float64)
+    h = clip_of(shape, frame_stride)
+    n, c, t, hgt, wdt = h.shape
     m_out = len(range(0, n, batch_stride))
     offsets = data.draw(st.lists(st.integers(0, frame_stride - 1), min_size=m_out, max_size=m_out))
     out = subsample_frames(subsample_batch(h, batch_stride), frame_stride, torch.tensor(offsets))
@@ -91,14 +102,11 @@ def test_per_sample_offsets_match_eq8(shape, batch_stride, frame_stride, data):
 
 
 @SETTINGS
-@given(
-    shape=shapes, batch_stride=st.integers(1, 3), frame_stride=st.integers(2, 4), seed=st.integers(0, 2**31)
-)
+@given(**SEEDED_LAYERS)
 def test_subsample_layer_is_eq8_for_some_offset_in_range(shape, batch_stride, frame_stride, seed):
     """``subsample`` (generator rule) keeps h[::s_n, b::s_t] for one b in {0..s_t-1}, reproducibly."""
-    n, c, t, hgt, wdt = shape
-    t = max(t, frame_stride)
-    h = torch.randn(n, c, t, hgt, wdt, dtype=torch.float64)
+    h = clip_of(shape, frame_stride)
+    n, c, t, hgt, wdt = h.shape
     out = subsample(h, frame_stride, batch_stride, generator=torch.Generator().manual_seed(seed))
     again = subsample(h, frame_stride, batch_stride, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(out, again)
@@ -112,14 +120,11 @@ def test_subsample_layer_is_eq8_for_some_offset_in_range(shape, batch_stride, fr
 
 
 @SETTINGS
-@given(
-    shape=shapes, batch_stride=st.integers(1, 3), frame_stride=st.integers(2, 4), seed=st.integers(0, 2**31)
-)
+@given(**SEEDED_LAYERS)
 def test_per_sample_subsample_layer_picks_offsets_in_range(shape, batch_stride, frame_stride, seed):
     """``subsample(per_sample=True)`` (real-data rule): each kept sample is h[m·s_n, b_m::s_t][:T//s]."""
-    n, c, t, hgt, wdt = shape
-    t = max(t, frame_stride)
-    h = torch.randn(n, c, t, hgt, wdt, dtype=torch.float64)
+    h = clip_of(shape, frame_stride)
+    n, c, t, hgt, wdt = h.shape
     out = subsample(
         h, frame_stride, batch_stride, per_sample=True, generator=torch.Generator().manual_seed(seed)
     )
@@ -211,9 +216,8 @@ def test_offsets_reproducible_in_range_and_cover_all_values(frame_stride):
 )
 def test_gradient_is_b_transpose_times_upstream(shape, batch_stride, frame_stride, per_sample, data):
     """Kept entries receive the upstream gradient, dropped ones exactly zero: grad = Bᵀ · upstream."""
-    n, c, t, hgt, wdt = shape
-    t = max(t, frame_stride)
-    h = torch.randn(n, c, t, hgt, wdt, dtype=torch.float64, requires_grad=True)
+    h = clip_of(shape, frame_stride, requires_grad=True)
+    n, c, t, hgt, wdt = h.shape
     m_out = len(range(0, n, batch_stride))
     offsets = data.draw(st.lists(st.integers(0, frame_stride - 1), min_size=m_out, max_size=m_out))
     if per_sample:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,42 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TGANV2, child_env, run_tganv2, tiny_args
 from tganv2.data.video import read_video
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
-    "data.synthetic_size=64",
-    "train.log_every=1",
-]
+TINY = tiny_args("data.synthetic_size=64", "train.log_every=1")
 
 
-def _train_cmd(out: Path, *extra: str, preset: str = "small-64") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "tganv2.cli",
-        "train",
-        "--preset",
-        preset,
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-        *TINY,
-    ]
-
-
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, **kwargs)
+def _train_args(out: Path, *extra: str, preset: str = "small-64") -> list[str]:
+    return ["train", "--preset", preset, "--out", str(out), "--no-progress", *extra, *TINY]
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
@@ -59,15 +29,15 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     The straight run also writes samples every 2 iterations: sampling must not perturb training.
     """
     args = ["--iterations", "8", "--checkpoint-every", "4", "--sample-every", "100"]
-    straight = _run(_train_cmd(tmp_path / "a", *args, "--sample-every", "2"))
+    straight = run_tganv2(*_train_args(tmp_path / "a", *args, "--sample-every", "2"))
     assert straight.returncode == 0, straight.stderr
 
-    cmd = _train_cmd(tmp_path / "b", *args)
+    killed = _train_args(tmp_path / "b", *args)
     # the run stops inside the save of checkpoint 8 (after writing part of it) and writes `marker`; the
     # kill follows that file, not a timer
     marker = tmp_path / "paused"
-    env = {**_env(), "TGANV2_TEST_PAUSE_AT": "8:write", "TGANV2_TEST_PAUSE_FILE": str(marker)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = child_env(TGANV2_TEST_PAUSE_AT="8:write", TGANV2_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([*TGANV2, *killed], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -76,7 +46,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert marker.exists(), "the run did not reach the save of checkpoint 8"
     assert (tmp_path / "b" / "checkpoints" / "ckpt-0000004.pt").exists()
     assert not (tmp_path / "b" / "checkpoints" / "ckpt-0000008.pt").exists()
-    resumed = _run(cmd)
+    resumed = run_tganv2(*killed)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from ckpt-0000004.pt at iteration 4" in resumed.stdout
     assert not list((tmp_path / "b").rglob(".*tmp-*"))  # the killed save's temporary is gone
@@ -98,7 +68,7 @@ def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
     """The demo preset (3 levels: 16/32/64 px) at tiny width, then `generate` from its checkpoint."""
     out = tmp_path / "run"
     args = ["--iterations", "3", "--checkpoint-every", "2", "--sample-every", "2"]
-    result = _run(_train_cmd(out, *args, preset="demo-64"))
+    result = run_tganv2(*_train_args(out, *args, preset="demo-64"))
     assert result.returncode == 0, result.stderr
     # the initial weights (ckpt 0), then every 2 iterations and the last
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
@@ -116,53 +86,26 @@ def test_train_writes_artefacts_and_generate_renders_longer_videos(tmp_path):
     assert "blocks.4.bn2.running_var" in snapshot  # BN running statistics travel with the snapshot
 
     npz = tmp_path / "videos.npz"
-    gen = _run(
-        [
-            sys.executable,
-            "-m",
-            "tganv2.cli",
-            "generate",
-            "--checkpoint",
-            str(out / "checkpoints" / "ckpt-0000003.pt"),
-            "--n",
-            "3",
-            "--frames",
-            "32",
-            "--out",
-            str(npz),
-        ]
+    checkpoint = out / "checkpoints" / "ckpt-0000003.pt"
+    gen = run_tganv2(
+        "generate", "--checkpoint", str(checkpoint), "--n", "3", "--frames", "32", "--out", str(npz)
     )
     assert gen.returncode == 0, gen.stderr
     with np.load(npz, allow_pickle=False) as data:
         assert data["videos"].shape == (3, 3, 32, 64, 64) and data["videos"].dtype == np.uint8
     mp4 = tmp_path / "grid.mp4"
-    gen = _run(
-        [
-            sys.executable,
-            "-m",
-            "tganv2.cli",
-            "generate",
-            "--checkpoint",
-            str(out / "generator.safetensors"),
-            "--n",
-            "4",
-            "--frames",
-            "32",
-            "--level",
-            "2",
-            "--out",
-            str(mp4),
-        ]
-    )
+    grid = ["--n", "4", "--frames", "32", "--level", "2"]
+    gen = run_tganv2("generate", "--checkpoint", str(out / "generator.safetensors"), *grid, "--out", str(mp4))
     assert gen.returncode == 0, gen.stderr
     assert read_video(mp4).shape == (32, 2 * 34 + 2, 2 * 34 + 2, 3)  # 2×2 grid of 32-px level-2 videos
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
+    never = ["--iterations", "100000", "--checkpoint-every", "100000", "--sample-every", "100000"]
     proc = subprocess.Popen(
-        _train_cmd(out, "--iterations", "100000", "--checkpoint-every", "100000", "--sample-every", "100000"),
-        env=_env(),
+        [*TGANV2, *_train_args(out, *never)],
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -245,8 +188,9 @@ def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(
     if fault == "nan_gradient":
         _inject_nan_gradient(monkeypatch)
     out = tmp_path / "run"
-    argv = ["--out", str(out), "--iterations", "6", "--checkpoint-every", "2", "--sample-every", "100"]
-    code = main(["train", "--preset", "small-64", *argv, "--no-progress", *TINY, *overrides])
+    code = main(
+        _train_args(out, "--iterations", "6", "--checkpoint-every", "2", "--sample-every", "100", *overrides)
+    )
     err = capsys.readouterr().err
     assert code == 3, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
@@ -266,22 +210,15 @@ def test_divergence_stops_with_exit_3_naming_a_good_checkpoint(
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):
-    result = _run(
-        [
-            sys.executable,
-            "-m",
-            "tganv2.cli",
-            "generate",
-            "--checkpoint",
-            str(tmp_path / "nope.pt"),
-            "--out",
-            str(tmp_path / "x.mp4"),
-        ]
+    result = run_tganv2(
+        "generate", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.mp4")
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"tganv2: error: generator file not found: {tmp_path}/nope.pt"
     ]
-    result = _run(_train_cmd(tmp_path / "r", "--data", str(tmp_path / "missing"), "--iterations", "1"))
+    result = run_tganv2(
+        *_train_args(tmp_path / "r", "--data", str(tmp_path / "missing"), "--iterations", "1")
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "missing" in result.stderr

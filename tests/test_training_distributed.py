@@ -4,7 +4,6 @@ against 1 node × 2 processes (bit-identical generators)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import nn
 
+from conftest import child_env, tiny_args
 from tganv2.training.distributed import GradientAverager
 
 
@@ -80,17 +80,7 @@ def test_bucketed_average_is_the_mean_over_ranks_and_starts_during_backward(tmp_
 
 # --- torchrun: 2 nodes × 1 process == 1 node × 2 processes --------------------------------------------------
 
-TINY = [
-    "model.n_frames=8",
-    "model.z_dim=8",
-    "model.ch=2",
-    "model.clstm_ch=8",
-    "model.d_ch=2",
-    "train.batch=4",
-    "data.synthetic_size=64",
-    "data.num_workers=0",
-    "train.log_every=1",
-]
+TINY = tiny_args("data.synthetic_size=64", "data.num_workers=0", "train.log_every=1")
 
 
 def _free_port() -> int:
@@ -103,7 +93,7 @@ def _torchrun(launch: list[str], out: Path) -> subprocess.Popen:
     train = ["-m", "tganv2.cli", "train", "--preset", "small-64", "--iterations", "2", "--no-progress"]
     return subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", *launch, *train, "--out", str(out), *TINY],
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
