@@ -46,9 +46,7 @@ reduction only > without subsampling, by C3D IS and FID. This script repeats the
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
 import statistics
 import sys
 import time
@@ -56,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from tganv2.bench.experiment import Job, get_classifier, load_runs, mean_std, run_jobs, write_json
+from tganv2.bench.experiment import Job, load_runs, make_scorer, mean_std, record_header, run_jobs, write_json
 from tganv2.config import ABLATIONS, ablation_overrides, apply_overrides, load_preset, variant_config
 from tganv2.data.base import to_float
 from tganv2.data.loader import make_loader
@@ -300,21 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablation.py: error: {e}", file=sys.stderr)
         return 2
 
-    from tganv2.metrics.scorer import ClassifierScorer
-
-    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
+    classifier, scorer = make_scorer(args)
     args.classifier_sha256 = classifier.weights_sha256
-    real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
-    scorer = ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
-    command = "python benchmarks/ablation.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    header = record_header("ablation.py", argv, classifier)
 
     def record_of(runs: list[dict]) -> dict:
         return {
-            "command": command,
-            "date": datetime.date.today().isoformat(),
-            "device": "cpu",
-            "threads": torch.get_num_threads(),
-            "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
+            **header,
             "args": {k: v for k, v in vars(args).items() if k != "classifier_sha256"},
             "settings": settings_of(args),
             "complete": len(runs) == len(jobs) if args.mode == "paper" else True,

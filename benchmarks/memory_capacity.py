@@ -26,16 +26,14 @@ script repeats the experiment on the built-in synthetic dataset (9 classes):
 from __future__ import annotations
 
 import argparse
-import datetime
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from tganv2.bench.experiment import Job, get_classifier, load_runs, mean_std, run_jobs, write_json
+from tganv2.bench.experiment import Job, load_runs, make_scorer, mean_std, record_header, run_jobs, write_json
 from tganv2.config import VARIANTS, apply_overrides, load_preset, variant_config
-from tganv2.data.synthetic import CLASS_NAMES, SyntheticVideoDataset
+from tganv2.data.synthetic import CLASS_NAMES
 from tganv2.errors import UserError
 
 NS = [1, 4, 16, 64, 256]
@@ -135,22 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory_capacity.py: error: {e}", file=sys.stderr)
         return 2
 
-    from tganv2.metrics.scorer import ClassifierScorer
-
-    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
-    real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
-    scorer = ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
+    classifier, scorer = make_scorer(args)
     keys = ("iterations", "base", "variant", "overrides", "n_samples", "n_real")
     settings = {**{k: getattr(args, k) for k in keys}, "classifier": classifier.weights_sha256}
-    command = "python benchmarks/memory_capacity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    header = record_header("memory_capacity.py", argv, classifier)
 
     def record_of(runs: list[dict]) -> dict:
         return {
-            "command": command,
-            "date": datetime.date.today().isoformat(),
-            "device": "cpu",
-            "threads": torch.get_num_threads(),
-            "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
+            **header,
             "args": vars(args),
             "settings": settings,
             "complete": len(runs) == len(jobs),

@@ -24,7 +24,17 @@ import numpy as np
 from ..config import Config
 from ..errors import UserError
 
-__all__ = ["Job", "get_classifier", "mean_std", "write_json", "load_runs", "run_jobs", "format_seconds"]
+__all__ = [
+    "Job",
+    "get_classifier",
+    "make_scorer",
+    "record_header",
+    "mean_std",
+    "write_json",
+    "load_runs",
+    "run_jobs",
+    "format_seconds",
+]
 
 
 @dataclass
@@ -45,6 +55,36 @@ def get_classifier(path: str | None, seed: int, steps: int):
         save_classifier(path, model)
         model = load_classifier(path)  # records the weights' sha256
     return model
+
+
+def make_scorer(args):
+    """The classifier (``args.classifier``, trained now if missing) and its IS/FID scorer on 64 px data.
+
+    ``args`` carries ``classifier``, ``classifier_steps``, ``n_samples`` and ``n_real`` (driver options);
+    the real statistics come from ``args.n_real`` seed-0 synthetic clips of 16 frames.
+    """
+    from ..data.synthetic import SyntheticVideoDataset
+    from ..metrics.scorer import ClassifierScorer
+
+    classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
+    real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
+    return classifier, ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
+
+
+def record_header(script: str, argv: list[str] | None, classifier) -> dict:
+    """The fields every experiment record starts with: the command, date, device, threads, classifier."""
+    import datetime
+    import shlex
+
+    import torch
+
+    return {
+        "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.date.today().isoformat(),
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
+    }
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
