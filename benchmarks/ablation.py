@@ -50,11 +50,19 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from tganv2.bench.experiment import Job, load_runs, make_scorer, mean_std, record_header, run_jobs, write_json
+from tganv2.bench.experiment import (
+    Job,
+    load_runs,
+    make_scorer,
+    mean_std,
+    record_header,
+    run_jobs,
+    write_json,
+    write_outputs,
+)
 from tganv2.config import ABLATIONS, ablation_overrides, apply_overrides, load_preset, variant_config
 from tganv2.data.base import to_float
 from tganv2.data.loader import make_loader
@@ -323,13 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = budget_runs(args, scorer)
     record = record_of(runs)
-    table = markdown_table(record["table"])
-    print(table, end="")
-    if args.output:
-        write_json(args.output, record)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(table)
+    write_outputs(record, markdown_table(record["table"]), args.output, args.markdown)
     if args.plot:
         from tganv2.bench.plot import mean_std_chart
 

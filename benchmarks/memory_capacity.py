@@ -31,7 +31,16 @@ from pathlib import Path
 
 import torch
 
-from tganv2.bench.experiment import Job, load_runs, make_scorer, mean_std, record_header, run_jobs, write_json
+from tganv2.bench.experiment import (
+    Job,
+    load_runs,
+    make_scorer,
+    mean_std,
+    record_header,
+    run_jobs,
+    write_json,
+    write_outputs,
+)
 from tganv2.config import VARIANTS, apply_overrides, load_preset, variant_config
 from tganv2.data.synthetic import CLASS_NAMES
 from tganv2.errors import UserError
@@ -156,13 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     save = (lambda runs: write_json(args.output, record_of(runs))) if args.output else (lambda runs: None)
     runs = run_jobs(jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save)
     record = record_of(runs)
-    table = markdown_table(record["table"])
-    print(table, end="")
-    if args.output:
-        write_json(args.output, record)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(table)
+    write_outputs(record, markdown_table(record["table"]), args.output, args.markdown)
     if args.plot:
         what = f"{args.base} ({args.variant}), {args.iterations} iterations"
         title = f"{what}, seeds {args.seeds}: {record['date']}"

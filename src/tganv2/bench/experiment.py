@@ -29,6 +29,7 @@ __all__ = [
     "get_classifier",
     "make_scorer",
     "record_header",
+    "write_outputs",
     "mean_std",
     "write_json",
     "load_runs",
@@ -85,6 +86,16 @@ def record_header(script: str, argv: list[str] | None, classifier) -> dict:
         "threads": torch.get_num_threads(),
         "classifier": {"sha256": classifier.weights_sha256, "training": classifier.training_info},
     }
+
+
+def write_outputs(record: dict, table: str, output: str | None, markdown: str | None) -> None:
+    """Print the Markdown ``table``; write the JSON ``record`` to ``output`` and the table to ``markdown``."""
+    print(table, end="")
+    if output:
+        write_json(output, record)
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(table)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
