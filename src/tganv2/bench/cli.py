@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..arguments import command_group
 from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
@@ -28,6 +29,19 @@ def _write_or_print(document: dict, output: str | None) -> None:
         print(text)
 
 
+def _show(args: argparse.Namespace, report: dict, print_tables) -> int:
+    """The report with its provenance: ``print_tables(report)``, or with ``--json`` the JSON document
+    (printed, or only written to ``--output`` when given); ``--output`` also writes it after the tables."""
+    report.update(_provenance())
+    if args.json:
+        _write_or_print(report, args.output)
+        return 0
+    print_tables(report)
+    if args.output:
+        _write_or_print(report, args.output)
+    return 0
+
+
 def _fmt(values: list[float], digits: int) -> list[str]:
     return [f"{v:.{digits}f}" for v in values]
 
@@ -42,16 +56,9 @@ def run_cost(args: argparse.Namespace) -> int:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
     report = cost_report(cfg, args.batch, official_conventions=args.fractional_batch)
-    report.update(_provenance())
     if args.peak_memory:
         report["peak_memory"] = _peak_memory(args, cfg, report)
-    if args.json:
-        _write_or_print(report, args.output)
-    else:
-        _print_cost(report)
-        if args.output:
-            _write_or_print(report, args.output)
-    return 0
+    return _show(args, report, _print_cost)
 
 
 def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
@@ -155,14 +162,14 @@ def run_scaling(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     report = scaling_report(cfg, args.batch)
-    report.update(_provenance())
     if args.plot:
         report["plot"] = str(scaling_figure(report, args.plot))
     if args.growth_plot:
         report["growth_plot"] = str(growth_figure(report, args.growth_plot))
-    if args.json:
-        _write_or_print(report, args.output)
-        return 0
+    return _show(args, report, _print_scaling)
+
+
+def _print_scaling(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -188,11 +195,8 @@ def run_scaling(args: argparse.Namespace) -> int:
                 f"×{result['gflops_growth_per_doubling']:.2f} FLOPs per doubling; GB added per doubling: "
                 f"{increments}"
             )
-    if args.plot:
+    if "plot" in report:
         console.print(f"plot written to {report['plot']}")
-    if args.output:
-        _write_or_print(report, args.output)
-    return 0
 
 
 # --- step --------------------------------------------------------------------------------------------------
@@ -220,10 +224,10 @@ def run_step(args: argparse.Namespace) -> int:
         threads=args.threads,
         matmul_size=args.matmul_size,
     )
-    report.update(_provenance())
-    if args.json:
-        _write_or_print(report, args.output)
-        return 0
+    return _show(args, report, _print_step)
+
+
+def _print_step(report: dict) -> None:
     print(
         f"{report['device_name']} ({report['device']}), {report['date']}; preset {report['preset']}, "
         f"{report['precision']}{', compiled G' if report['compile'] else ''}, batch {report['batch']}, "
@@ -249,9 +253,6 @@ def run_step(args: argparse.Namespace) -> int:
         if "largest_batch" in run:
             line += f"; largest batch {run['largest_batch']}"
         print(line)
-    if args.output:
-        _write_or_print(report, args.output)
-    return 0
 
 
 # --- registration ------------------------------------------------------------------------------------------
@@ -271,8 +272,7 @@ def add_commands(subparsers) -> None:
         help="cost benchmarks: per-level FLOPs/memory, scaling with resolution, training speed",
         description="Evidence for the paper's cost claims (see docs/benchmarks.md).",
     )
-    sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
-    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+    sub = command_group(bench, "bench_command", "BENCH")
 
     cost = sub.add_parser(
         "cost",

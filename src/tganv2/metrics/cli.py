@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..arguments import non_negative_int, positive_int, seed
+from ..arguments import command_group, non_negative_int, positive_int, seed
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
 
@@ -301,8 +301,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="The paper's C3D Inception Score and FID, FVD with StyleGAN-V's I3D, and a download-free "
         "classifier score on the synthetic dataset.",
     )
-    commands = evaluate.add_subparsers(dest="evaluate_command", metavar="METRIC")
-    evaluate.set_defaults(func=lambda args: evaluate.print_help() or 2)
+    commands = command_group(evaluate, "evaluate_command", "METRIC")
 
     p = commands.add_parser(
         "is",
