@@ -9,10 +9,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from ..arguments import command_group
 from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+from .cost import cost_report
+from .scaling import growth_figure, scaling_figure, scaling_report
+from .step import run_in_child, step_config, step_report
 
 
 def _provenance() -> dict:
@@ -50,8 +56,6 @@ def _fmt(values: list[float], digits: int) -> list[str]:
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    from .cost import cost_report
-
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
@@ -63,8 +67,6 @@ def run_cost(args: argparse.Namespace) -> int:
 
 def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
     """One real ``Trainer.step`` per variant of the resolved ``cfg`` in a child process: its peak memory."""
-    from .step import run_in_child, step_config
-
     device = str(resolve_device(args.device))
     out = {"device": device, "batch": args.batch, "variants": {}}
     for variant, cost in report["variants"].items():
@@ -101,9 +103,6 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
 
 
 def _print_cost(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     official = report["official"]
     conventions = "fractional batch, Chainer CLSTM convs" if report["fractional_batch"] else "integer batch"
@@ -158,8 +157,6 @@ def _print_cost(report: dict) -> None:
 
 
 def run_scaling(args: argparse.Namespace) -> int:
-    from .scaling import growth_figure, scaling_figure, scaling_report
-
     cfg = config_from_args(args)
     report = scaling_report(cfg, args.batch)
     if args.plot:
@@ -170,9 +167,6 @@ def run_scaling(args: argparse.Namespace) -> int:
 
 
 def _print_scaling(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     for family, variants in report["families"].items():
         table = Table(title=f"{family}: G + D forward, batch {report['batch']} (fractional per level)")
@@ -203,8 +197,6 @@ def _print_scaling(report: dict) -> None:
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from .step import step_report
-
     if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
         raise UserError("--iters and --repeats must be >= 1 and --warmup >= 0")
     cfg = config_from_args(args)  # a bad preset, file or key fails here, in one line

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..arguments import command_group
+from ..config import load_preset
+from .chainer import convert_chainer_generator
 
 __all__ = ["add_commands"]
 
@@ -47,9 +49,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _convert_chainer_generator(args: argparse.Namespace) -> int:
-    from ..config import load_preset
-    from .chainer import convert_chainer_generator
-
     cfg = load_preset(args.preset, list(args.overrides))
     out = convert_chainer_generator(args.npz, args.out, cfg, prefix=args.prefix)
     print(

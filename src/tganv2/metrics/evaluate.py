@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.base import to_float
+from ..progress import make_progress
 from .scores import frechet_distance_from_stats, inception_score, mean_and_std
 from .stats import FeatureStats
 
@@ -62,8 +64,6 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled:
         yield lambda n: None
         return
-    from ..progress import make_progress
-
     with make_progress() as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
@@ -159,8 +159,6 @@ def real_stats_from_dataset(
 ) -> tuple[FeatureStats, int]:
     """Real statistics as the official ``compute_fid.py``: the dataset in order, repeated (pass p = epoch p
     of its random augmentation), ``n_real`` clips (default 10 passes). Returns (stats, passes)."""
-    from ..data.base import to_float
-
     n_videos = len(dataset)
     n_real = 10 * n_videos if n_real is None else n_real
     keys = [(i % n_videos, i // n_videos) for i in range(n_real)]  # (index, epoch)
