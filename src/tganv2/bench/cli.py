@@ -16,9 +16,9 @@ from ..arguments import command_group
 from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+from . import step as bench_step  # through the module: tests replace bench_step.run_in_child
 from .cost import cost_report
 from .scaling import growth_figure, scaling_figure, scaling_report
-from .step import run_in_child, step_config, step_report
 
 
 def _provenance() -> dict:
@@ -77,7 +77,7 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
             }
             continue
         try:
-            variant_cfg = step_config(cfg, variant, args.batch, "fp32")
+            variant_cfg = bench_step.step_config(cfg, variant, args.batch, "fp32")
         except ConfigError as e:  # e.g. a batch that the variant's batch strides do not divide
             out["variants"][variant] = {"error": str(e)}
             continue
@@ -88,7 +88,7 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
             "warmup": 0,
             "iters": 1,
         }
-        run = run_in_child(spec)
+        run = bench_step.run_in_child(spec)
         keys = (
             "peak_memory_gb",
             "peak_rss_gb",
@@ -200,7 +200,7 @@ def run_step(args: argparse.Namespace) -> int:
     if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
         raise UserError("--iters and --repeats must be >= 1 and --warmup >= 0")
     cfg = config_from_args(args)  # a bad preset, file or key fails here, in one line
-    report = step_report(
+    report = bench_step.step_report(
         cfg,
         precision=args.precision,
         compile=args.compile,
