@@ -23,6 +23,9 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
+from ..metrics.classifier import load_classifier, save_classifier, train_classifier
+from ..snapshot import load_generator
+from ..training.loop import RunOptions, train
 
 __all__ = [
     "Job",
@@ -46,8 +49,6 @@ class Job:
 
 def get_classifier(path: str | None, seed: int, steps: int):
     """The synthetic-data classifier at ``path``, or one trained now (and saved there when given)."""
-    from ..metrics.classifier import load_classifier, save_classifier, train_classifier
-
     if path and Path(path).is_file():
         return load_classifier(path)
     model = train_classifier(size=64, frames=16, steps=steps, seed=seed, progress=False)
@@ -137,9 +138,6 @@ def run_jobs(
     device: str = "cpu",
 ) -> list[dict]:
     """Train and score every job not in ``done``; returns the runs in job order."""
-    from ..snapshot import load_generator
-    from ..training.loop import RunOptions, train
-
     runs = {run["name"]: run for run in done}
     todo = [job for job in jobs if job.name not in runs]
     if len(runs) > 0:
