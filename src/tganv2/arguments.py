@@ -102,6 +102,13 @@ def seed(text: str) -> int:
     return value
 
 
+def command_group(parser: argparse.ArgumentParser, dest: str, metavar: str) -> argparse._SubParsersAction:
+    """Make ``parser`` a command of sub-commands (added to the returned action); given alone, it prints its
+    help and exits with 2."""
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    return parser.add_subparsers(dest=dest, metavar=metavar)
+
+
 def writable_folder(folder: str | Path, flag: str = "--out") -> Path:
     """Create ``folder`` (and its parents) and check it can be written; a one-line ``UserError`` if not.
 

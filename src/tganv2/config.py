@@ -19,6 +19,8 @@ import yaml
 
 from .errors import UserError
 from .nn import subsample as subsampling
+from .nn.discriminator import MultiLevelDiscriminator
+from .nn.generator import Generator
 from .nn.subsample import LayerDraw, LevelShape
 
 __all__ = [
@@ -492,8 +494,6 @@ def level_shapes(cfg: Config, batch: int | None = None) -> list[tuple[int, int, 
 
 
 def build_generator(cfg: Config):
-    from .nn.generator import Generator
-
     m = cfg.model
     return Generator(
         n_frames=m.n_frames,
@@ -516,8 +516,6 @@ def build_generator(cfg: Config):
 
 
 def build_discriminator(cfg: Config):
-    from .nn.discriminator import MultiLevelDiscriminator
-
     m = cfg.model
     return MultiLevelDiscriminator(
         n_levels=m.n_levels, in_channels=m.out_channels, ch=m.d_ch, n_classes=m.n_classes

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 
 def make_progress(middle: tuple = (), tail: tuple = ()):
     """A ``rich.progress.Progress`` on stderr; ``middle`` columns follow M/N, ``tail`` columns end it."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, build_generator, config_from_dict, config_to_dict
 from .errors import UserError, WeightsError
 
 __all__ = [
@@ -168,8 +168,6 @@ def load_snapshot(
     ``weights``: ``"raw"`` (the trained G), ``"ema"`` (its EMA copy) or None (the EMA copy when the file
     holds one). A file without the requested copy is a one-line ``WeightsError``.
     """
-    from .config import build_generator
-
     path = Path(path)
     _check_file(path)
     state, cfg, chosen, meta = _read_weights(path, weights)

@@ -11,9 +11,18 @@ import json
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
 
 from .arguments import positive_int
-from .config import Config, add_config_arguments, build_discriminator, build_generator, config_from_args
+from .config import (
+    PRESETS,
+    Config,
+    add_config_arguments,
+    build_discriminator,
+    build_generator,
+    config_from_args,
+)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -63,9 +72,6 @@ def model_summary(cfg: Config, batch: int | None = None) -> dict:
 
 
 def print_summary(info: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     g, d = info["generator"], info["discriminator"]
     console.print(f"[bold]tganv2 model summary[/bold]: preset [cyan]{info['preset']}[/cyan]")
@@ -120,8 +126,6 @@ def add_commands(subparsers) -> None:
 
 
 def _list_presets(args: argparse.Namespace) -> int:
-    from .config import PRESETS
-
     for name, overrides in PRESETS.items():
         text = " ".join(f"{k}={v}" for k, v in overrides.items()) or "(the official UCF101 run)"
         print(f"{name:<20} {text}")

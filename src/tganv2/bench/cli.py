@@ -9,9 +9,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from ..arguments import command_group
 from ..config import VARIANTS, Config, ConfigError, add_config_arguments, config_from_args, config_to_dict
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+from . import step as bench_step  # through the module: tests replace bench_step.run_in_child
+from .cost import cost_report
+from .scaling import growth_figure, scaling_figure, scaling_report
 
 
 def _provenance() -> dict:
@@ -28,6 +35,19 @@ def _write_or_print(document: dict, output: str | None) -> None:
         print(text)
 
 
+def _show(args: argparse.Namespace, report: dict, print_tables) -> int:
+    """The report with its provenance: ``print_tables(report)``, or with ``--json`` the JSON document
+    (printed, or only written to ``--output`` when given); ``--output`` also writes it after the tables."""
+    report.update(_provenance())
+    if args.json:
+        _write_or_print(report, args.output)
+        return 0
+    print_tables(report)
+    if args.output:
+        _write_or_print(report, args.output)
+    return 0
+
+
 def _fmt(values: list[float], digits: int) -> list[str]:
     return [f"{v:.{digits}f}" for v in values]
 
@@ -36,28 +56,17 @@ def _fmt(values: list[float], digits: int) -> list[str]:
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    from .cost import cost_report
-
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     cfg = config_from_args(args)
     report = cost_report(cfg, args.batch, official_conventions=args.fractional_batch)
-    report.update(_provenance())
     if args.peak_memory:
         report["peak_memory"] = _peak_memory(args, cfg, report)
-    if args.json:
-        _write_or_print(report, args.output)
-    else:
-        _print_cost(report)
-        if args.output:
-            _write_or_print(report, args.output)
-    return 0
+    return _show(args, report, _print_cost)
 
 
 def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
     """One real ``Trainer.step`` per variant of the resolved ``cfg`` in a child process: its peak memory."""
-    from .step import run_in_child, step_config
-
     device = str(resolve_device(args.device))
     out = {"device": device, "batch": args.batch, "variants": {}}
     for variant, cost in report["variants"].items():
@@ -68,7 +77,7 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
             }
             continue
         try:
-            variant_cfg = step_config(cfg, variant, args.batch, "fp32")
+            variant_cfg = bench_step.step_config(cfg, variant, args.batch, "fp32")
         except ConfigError as e:  # e.g. a batch that the variant's batch strides do not divide
             out["variants"][variant] = {"error": str(e)}
             continue
@@ -79,7 +88,7 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
             "warmup": 0,
             "iters": 1,
         }
-        run = run_in_child(spec)
+        run = bench_step.run_in_child(spec)
         keys = (
             "peak_memory_gb",
             "peak_rss_gb",
@@ -94,9 +103,6 @@ def _peak_memory(args: argparse.Namespace, cfg: Config, report: dict) -> dict:
 
 
 def _print_cost(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     official = report["official"]
     conventions = "fractional batch, Chainer CLSTM convs" if report["fractional_batch"] else "integer batch"
@@ -151,21 +157,16 @@ def _print_cost(report: dict) -> None:
 
 
 def run_scaling(args: argparse.Namespace) -> int:
-    from .scaling import growth_figure, scaling_figure, scaling_report
-
     cfg = config_from_args(args)
     report = scaling_report(cfg, args.batch)
-    report.update(_provenance())
     if args.plot:
         report["plot"] = str(scaling_figure(report, args.plot))
     if args.growth_plot:
         report["growth_plot"] = str(growth_figure(report, args.growth_plot))
-    if args.json:
-        _write_or_print(report, args.output)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
+    return _show(args, report, _print_scaling)
 
+
+def _print_scaling(report: dict) -> None:
     console = Console()
     for family, variants in report["families"].items():
         table = Table(title=f"{family}: G + D forward, batch {report['batch']} (fractional per level)")
@@ -188,23 +189,18 @@ def run_scaling(args: argparse.Namespace) -> int:
                 f"×{result['gflops_growth_per_doubling']:.2f} FLOPs per doubling; GB added per doubling: "
                 f"{increments}"
             )
-    if args.plot:
+    if "plot" in report:
         console.print(f"plot written to {report['plot']}")
-    if args.output:
-        _write_or_print(report, args.output)
-    return 0
 
 
 # --- step --------------------------------------------------------------------------------------------------
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from .step import step_report
-
     if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
         raise UserError("--iters and --repeats must be >= 1 and --warmup >= 0")
     cfg = config_from_args(args)  # a bad preset, file or key fails here, in one line
-    report = step_report(
+    report = bench_step.step_report(
         cfg,
         precision=args.precision,
         compile=args.compile,
@@ -220,10 +216,10 @@ def run_step(args: argparse.Namespace) -> int:
         threads=args.threads,
         matmul_size=args.matmul_size,
     )
-    report.update(_provenance())
-    if args.json:
-        _write_or_print(report, args.output)
-        return 0
+    return _show(args, report, _print_step)
+
+
+def _print_step(report: dict) -> None:
     print(
         f"{report['device_name']} ({report['device']}), {report['date']}; preset {report['preset']}, "
         f"{report['precision']}{', compiled G' if report['compile'] else ''}, batch {report['batch']}, "
@@ -249,9 +245,6 @@ def run_step(args: argparse.Namespace) -> int:
         if "largest_batch" in run:
             line += f"; largest batch {run['largest_batch']}"
         print(line)
-    if args.output:
-        _write_or_print(report, args.output)
-    return 0
 
 
 # --- registration ------------------------------------------------------------------------------------------
@@ -271,8 +264,7 @@ def add_commands(subparsers) -> None:
         help="cost benchmarks: per-level FLOPs/memory, scaling with resolution, training speed",
         description="Evidence for the paper's cost claims (see docs/benchmarks.md).",
     )
-    sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
-    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+    sub = command_group(bench, "bench_command", "BENCH")
 
     cost = sub.add_parser(
         "cost",

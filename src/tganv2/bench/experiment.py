@@ -10,8 +10,10 @@ resumes from its last checkpoint (``train``'s own resume). A record written with
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -20,9 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config import Config
+from ..data.synthetic import SyntheticVideoDataset
 from ..errors import UserError
+from ..metrics.classifier import load_classifier, save_classifier, train_classifier
+from ..metrics.scorer import ClassifierScorer
+from ..snapshot import load_generator
+from ..training.loop import RunOptions, train
 
 __all__ = [
     "Job",
@@ -47,8 +55,6 @@ class Job:
 
 def get_classifier(path: str | None, seed: int, steps: int):
     """The synthetic-data classifier at ``path``, or one trained now (and saved there when given)."""
-    from ..metrics.classifier import load_classifier, save_classifier, train_classifier
-
     if path and Path(path).is_file():
         return load_classifier(path)
     model = train_classifier(size=64, frames=16, steps=steps, seed=seed, progress=False)
@@ -64,9 +70,6 @@ def make_scorer(args):
     ``args`` carries ``classifier``, ``classifier_steps``, ``n_samples`` and ``n_real`` (driver options);
     the real statistics come from ``args.n_real`` seed-0 synthetic clips of 16 frames.
     """
-    from ..data.synthetic import SyntheticVideoDataset
-    from ..metrics.scorer import ClassifierScorer
-
     classifier = get_classifier(args.classifier, seed=0, steps=args.classifier_steps)
     real = SyntheticVideoDataset(args.n_real, 16, 64, seed=0, train=True)
     return classifier, ClassifierScorer(classifier, real=real, n_samples=args.n_samples, n_real=args.n_real)
@@ -74,11 +77,6 @@ def make_scorer(args):
 
 def record_header(script: str, argv: list[str] | None, classifier) -> dict:
     """The fields every experiment record starts with: the command, date, device, threads, classifier."""
-    import datetime
-    import shlex
-
-    import torch
-
     return {
         "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv),
         "date": datetime.date.today().isoformat(),
@@ -148,9 +146,6 @@ def run_jobs(
     device: str = "cpu",
 ) -> list[dict]:
     """Train and score every job not in ``done``; returns the runs in job order."""
-    from ..snapshot import load_generator
-    from ..training.loop import RunOptions, train
-
     runs = {run["name"]: run for run in done}
     todo = [job for job in jobs if job.name not in runs]
     if len(runs) > 0:

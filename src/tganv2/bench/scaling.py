@@ -28,6 +28,7 @@ from pathlib import Path
 from ..config import PRESET_VARIANT, Config, ablation_overrides, apply_overrides
 from ..nn.subsample import batch_reductions, kept_frames
 from .cost import discriminator_cost, generator_cost
+from .plot import COLOURS, Panel, Series, line_chart
 
 __all__ = [
     "RESOLUTIONS",
@@ -159,8 +160,6 @@ def _variant_label(report: dict, name: str) -> str:
 
 def scaling_figure(report: dict, path: str | Path) -> Path:
     """Two log-log panels (activation GB, forward GFLOPs of G + D) against the final resolution."""
-    from .plot import COLOURS, Panel, Series, line_chart
-
     panels = [
         Panel("saved activations, G + D forward", "final resolution (px)", "GB"),
         Panel("forward GFLOPs, G + D", "final resolution (px)", "GFLOPs"),
@@ -183,8 +182,6 @@ def scaling_figure(report: dict, path: str | Path) -> Path:
 
 def growth_figure(report: dict, path: str | Path) -> Path:
     """Activation GB added by each doubling of the resolution (constant = linear growth in the levels)."""
-    from .plot import COLOURS, Panel, Series, line_chart
-
     panel = Panel("GB of saved activations added per doubling", "resolution reached (px)", "GB added")
     for colour, (family, variants) in zip(COLOURS, report["families"].items()):
         for name, result in variants.items():

@@ -41,6 +41,7 @@ from ..config import Config, apply_overrides, config_from_dict, config_to_dict, 
 from ..data.synthetic import SyntheticVideoDataset
 from ..training.device import backend_settings, configure_backends
 from ..training.step import Trainer
+from .cost import train_step_gflops
 
 __all__ = [
     "matmul_tflops",
@@ -311,8 +312,6 @@ def step_report(
     ``repeats`` rounds run every variant once each, alternating, so that a burst of load from other
     processes does not fall on one variant only; the median is over the timed steps of all rounds.
     """
-    from .cost import train_step_gflops
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     batch = batch or cfg.train.batch
     configs = {v: step_config(cfg, v, batch, precision, compile) for v in variants}

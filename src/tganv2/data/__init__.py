@@ -12,7 +12,8 @@ Reference: reference.md §3 (data side). Every dataset returns ``(clip, label)``
 PyAV is imported only when a video file is read or written (``video.py``).
 """
 
-from .base import DataWarning, VideoDataset, category_from_path, item_rng, to_float, to_uint8
+from . import base
+from .base import *  # noqa: F403 - the dataset contract, re-exported as it is (base.__all__)
 from .folder import FolderVideoDataset, find_videos
 from .hdf5 import HDF5VideoDataset, hdf5_summary, read_records
 from .loader import build_dataset, make_loader, open_dataset
@@ -21,12 +22,7 @@ from .synthetic import CLASS_NAMES, MOTIONS, SHAPES, SyntheticVideoDataset
 from .video import count_frames, iter_frames, make_grid, read_frames, read_video, write_video
 
 __all__ = [
-    "DataWarning",
-    "VideoDataset",
-    "to_float",
-    "to_uint8",
-    "item_rng",
-    "category_from_path",
+    *base.__all__,
     "FolderVideoDataset",
     "find_videos",
     "HDF5VideoDataset",

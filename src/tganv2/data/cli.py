@@ -17,7 +17,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..arguments import positive_int, writable_folder
+from ..arguments import command_group, positive_int, writable_folder
 from ..errors import DataError
 from .base import DataWarning, category_from_path
 from .folder import scan_videos
@@ -174,12 +174,9 @@ def _add_common(parser: argparse.ArgumentParser, size_default: str) -> None:
 
 def add_commands(subparsers) -> None:
     data = subparsers.add_parser("data", help="convert videos to the HDF5 layout, describe datasets")
-    data.set_defaults(func=lambda args: data.print_help() or 2)
-    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-
+    data_commands = command_group(data, "data_command", "SUBCOMMAND")
     prepare = data_commands.add_parser("prepare", help="convert a video collection to train/test .h5 + .json")
-    prepare.set_defaults(func=lambda args: prepare.print_help() or 2)
-    sources = prepare.add_subparsers(dest="source", metavar="SOURCE")
+    sources = command_group(prepare, "source", "SOURCE")
 
     ucf101 = sources.add_parser(
         "ucf101",

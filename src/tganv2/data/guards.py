@@ -1,8 +1,8 @@
 """Safety around ``data prepare``: one run per output folder, failed writes as one line, and workers that
 exit with their parent.
 
-* ``prepare_lock(out)``: ``OUT/.prepare.lock`` held with ``flock`` (released by the kernel when the process
-  dies, whatever kills it) and holding the pid; a second run into the same folder gets one line naming it.
+* ``prepare_lock(out)``: ``OUT/.prepare.lock``, the lock of ``tganv2.lock`` (released by the kernel when the
+  process dies, whatever kills it) holding the pid; a second run into the same folder gets one line naming it.
 * ``writing(path)``: an ``OSError`` while writing ``path`` becomes a one-line ``DataError`` naming it
   (a full disk says so).
 * ``init_worker(parent_pid)``: the pool initializer; on Linux it arms ``PR_SET_PDEATHSIG`` (SIGKILL when the
@@ -24,12 +24,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
+from ..lock import FolderLock
 from .video import read_error_reason
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock
-    fcntl = None
 
 __all__ = ["prepare_lock", "writing", "init_worker"]
 
@@ -55,50 +51,30 @@ def writing(path: Path):
         raise DataError(f"{path}: cannot write ({read_error_reason(e)})") from None
 
 
-def _locked_handle(out: Path, lock_path: Path):
-    """The lock file, opened and ``flock``-ed; a one-line ``DataError`` when another process holds it."""
-    while True:
-        with writing(lock_path):
-            handle = open(lock_path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise DataError(
-                f"{out}: another `tganv2 data prepare` (pid {holder}) is writing into this folder; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        try:  # the holder before us may have removed the file after we opened it: lock the new one
-            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
-                return handle
-        except FileNotFoundError:
-            pass
-        handle.close()
-
-
 @contextlib.contextmanager
 def prepare_lock(out: Path):
-    """Hold ``OUT/.prepare.lock`` (``flock``, released when the process dies) for one run at a time;
+    """Hold ``OUT/.prepare.lock`` (``tganv2.lock``: released when the process dies) for one run at a time;
     the file holds the pid and is removed at the end."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    lock = FolderLock(
+        out,
+        "tganv2 data prepare",
+        name=".prepare.lock",
+        record=str(os.getpid()),
+        refused=lambda holder: DataError(
+            f"{out}: another `tganv2 data prepare` (pid {holder or '?'}) is writing into this folder; "
+            "wait for it to finish or choose another --out"
+        ),
+    )
+    with writing(lock.path):
+        lock.acquire()
+    try:
         yield
-        return
-    lock_path = out / ".prepare.lock"
-    with _locked_handle(out, lock_path) as handle:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)  # still holding the lock: the next run creates a new file
+    finally:
+        lock.release()  # removes the file while still holding the lock: the next run creates a new one
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -16,8 +16,8 @@ How it runs:
     ``NAME.h5.tmp``, which is renamed to ``NAME.h5`` only when complete (the JSON likewise); then the parts
     are deleted. Temporary disk use is therefore about twice the final size;
   * unreadable, missing or too-short videos are skipped with one ``DataWarning`` each and listed as failed;
-  * one run per output folder: ``OUT/.prepare.lock`` is held (``flock``) while converting, and a second run
-    into the same ``--out`` stops with one line; a full disk stops with one line naming the file;
+  * one run per output folder: ``OUT/.prepare.lock`` is held (``tganv2.lock``) while converting, and a
+    second run into the same ``--out`` stops with one line; a full disk stops with one line naming the file;
   * workers exit when the parent dies (``PR_SET_PDEATHSIG`` on Linux, a parent-pid watchdog elsewhere),
     so a ``kill -9`` of ``data prepare`` leaves no process behind.
 

@@ -22,6 +22,7 @@ instead of an MP4/AVI, with one warning per process.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -235,6 +236,15 @@ def _decode_from(container, stream, origin: int, rate: Fraction, start: int, sto
     return frames
 
 
+@contextlib.contextmanager
+def _open_video(path: str | Path):
+    """``(container, stream)``: the file opened with PyAV and its first video stream, decoded with threads."""
+    with _av(path).open(str(path)) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        yield container, stream
+
+
 def read_video(
     path: str | Path, start: int = 0, n_frames: int | None = None, layout: str = "THWC"
 ) -> np.ndarray:
@@ -244,12 +254,7 @@ def read_video(
     cannot read (datasets catch these and skip the file; ``read_error_reason`` words the message).
     """
     stop = math.inf if n_frames is None else start + n_frames
-    av = _av(path)
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise DataError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with _open_video(path) as (container, stream):
         height, width = stream.codec_context.height, stream.codec_context.width
         frames = None
         if start > 0:
@@ -298,12 +303,7 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
         for index in range(len(zip_frame_names(path))):
             yield read_zip_frames(path, index, 1)[0]
         return
-    av = _av(path)
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise DataError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with _open_video(path) as (container, stream):
         for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24")
 

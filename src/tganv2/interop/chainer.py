@@ -28,6 +28,8 @@ from torch import nn
 from ..config import Config, build_generator
 from ..errors import UserError, WeightsError
 from ..metrics.c3d import read_npz
+from ..metrics.record import sha256_file
+from ..snapshot import save_generator
 
 __all__ = [
     "chainer_generator_key",
@@ -135,9 +137,6 @@ def convert_chainer_generator(
     npz_path: str | Path, out_path: str | Path, cfg: Config, prefix: str = ""
 ) -> Path:
     """Import an official snapshot and write it with ``tganv2.snapshot.save_generator``."""
-    from ..metrics.record import sha256_file
-    from ..snapshot import save_generator
-
     generator = load_chainer_generator(npz_path, cfg, prefix=prefix)
     return save_generator(
         out_path,

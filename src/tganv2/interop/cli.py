@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..arguments import command_group
+from ..config import load_preset
+from .chainer import convert_chainer_generator
+
 __all__ = ["add_commands"]
 
 
@@ -13,7 +17,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="convert weights from the official Chainer code",
         description="Convert weights written by the official Chainer TGANv2 code to tganv2 files.",
     )
-    kinds = convert.add_subparsers(dest="convert_kind", metavar="KIND")
+    kinds = command_group(convert, "convert_kind", "KIND")
     gen = kinds.add_parser(
         "chainer-generator",
         help="official generator_iter_N.npz -> tganv2 generator .safetensors",
@@ -42,13 +46,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="key prefix of the generator inside a larger npz, e.g. 'updater/model:gen/' (default: none)",
     )
     gen.set_defaults(func=_convert_chainer_generator)
-    convert.set_defaults(func=lambda args: convert.print_help() or 2)
 
 
 def _convert_chainer_generator(args: argparse.Namespace) -> int:
-    from ..config import load_preset
-    from .chainer import convert_chainer_generator
-
     cfg = load_preset(args.preset, list(args.overrides))
     out = convert_chainer_generator(args.npz, args.out, cfg, prefix=args.prefix)
     print(

@@ -28,7 +28,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ..data.base import to_float
+from ..data.synthetic import SyntheticVideoDataset
 from ..errors import WeightsError
+from .evaluate import progress_bar
 from .record import sha256_file
 
 __all__ = ["VideoClassifier", "train_classifier", "save_classifier", "load_classifier", "render_clips"]
@@ -135,8 +138,6 @@ def _augment(x: Tensor, rng: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def accuracy(model: VideoClassifier, clips: Tensor, labels: Tensor, batch: int = 64) -> float:
-    from ..data.base import to_float
-
     correct = 0
     for start in range(0, len(clips), batch):
         _, logits = model.features(to_float(clips[start : start + batch]))
@@ -158,10 +159,6 @@ def train_classifier(
     progress: bool = True,
 ) -> VideoClassifier:
     """Train the classifier on ``SyntheticVideoDataset``; ``model.training_info`` records the run."""
-    from ..data.base import to_float
-    from ..data.synthetic import SyntheticVideoDataset
-    from .evaluate import progress_bar
-
     start_time = time.time()
     train_set = SyntheticVideoDataset(n_train, frames, size, seed=seed, train=True)
     val_set = SyntheticVideoDataset(n_val, frames, size, seed=seed, train=False)

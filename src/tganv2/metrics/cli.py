@@ -9,9 +9,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..arguments import non_negative_int, positive_int, seed
+from ..arguments import command_group, non_negative_int, positive_int, seed
+from ..data import open_dataset
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+from ..snapshot import load_snapshot
+from .c3d import load_c3d
+from .classifier import load_classifier, save_classifier, train_classifier
+from .evaluate import evaluate_fid, evaluate_fvd, evaluate_is, real_stats_from_dataset
+from .i3d import load_i3d
+from .record import base_record, sha256_file, write_record
+from .stats import FeatureStats
 
 __all__ = ["add_commands"]
 
@@ -90,21 +98,14 @@ def _load_extractor(args: argparse.Namespace, device: str):
     if args.classifier:
         if args.c3d or args.c3d_mean:
             raise UserError("give either --classifier or --c3d/--c3d-mean, not both")
-        from .classifier import load_classifier
-
         return load_classifier(args.classifier, device)
     if not (args.c3d and args.c3d_mean):
         raise UserError("a feature extractor is needed: --c3d FILE --c3d-mean FILE, or --classifier FILE")
-    from .c3d import load_c3d
-
     return load_c3d(args.c3d, args.c3d_mean, device)
 
 
 def _load_generator(args: argparse.Namespace):
     """(LoadedGenerator, the record's file fields)."""
-    from ..snapshot import load_snapshot
-    from .record import sha256_file
-
     loaded = load_snapshot(args.checkpoint, args.device, args.weights)
     level, n_levels = args.render_level, loaded.model.n_levels
     if level is not None and not 1 <= level <= n_levels:
@@ -119,8 +120,6 @@ def _load_generator(args: argparse.Namespace):
 
 def _finish(record: dict[str, Any], out: str, summary: str) -> int:
     """Print the score first, so that a failed record write loses nothing, then write the record."""
-    from .record import base_record, write_record
-
     print(summary, flush=True)
     metric = record.pop("metric")
     path = _write(write_record, base_record(metric, **record), out)
@@ -152,8 +151,6 @@ def _sampling_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_is(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_is
-
     extractor = _load_extractor(args, args.device)
     loaded, files = _load_generator(args)
     record = evaluate_is(
@@ -170,8 +167,6 @@ def _cmd_is(args: argparse.Namespace) -> int:
 
 
 def _real_dataset(args: argparse.Namespace, n_frames: int, size: int, train: bool, **options):
-    from ..data import open_dataset
-
     return open_dataset(
         None if args.data == "synthetic" else args.data,
         n_frames=n_frames,
@@ -183,9 +178,6 @@ def _real_dataset(args: argparse.Namespace, n_frames: int, size: int, train: boo
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from .evaluate import real_stats_from_dataset
-    from .record import base_record, write_record
-
     extractor = _load_extractor(args, args.device)
     size = args.size or getattr(extractor, "size", 192)
     frames = getattr(extractor, "frames", 16)
@@ -227,10 +219,6 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_fid(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_fid
-    from .record import sha256_file
-    from .stats import FeatureStats
-
     extractor = _load_extractor(args, args.device)
     real = FeatureStats.load(args.stats)
     loaded, files = _load_generator(args)
@@ -249,9 +237,6 @@ def _cmd_fid(args: argparse.Namespace) -> int:
 
 
 def _cmd_fvd(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_fvd
-    from .i3d import load_i3d
-
     detector = load_i3d(args.i3d, args.device)
     loaded, files = _load_generator(args)
     size = args.size or loaded.config.model.render_size(args.render_level)
@@ -271,8 +256,6 @@ def _cmd_fvd(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_classifier(args: argparse.Namespace) -> int:
-    from .classifier import save_classifier, train_classifier
-
     model = train_classifier(
         size=args.size,
         frames=args.frames,
@@ -301,8 +284,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="The paper's C3D Inception Score and FID, FVD with StyleGAN-V's I3D, and a download-free "
         "classifier score on the synthetic dataset.",
     )
-    commands = evaluate.add_subparsers(dest="evaluate_command", metavar="METRIC")
-    evaluate.set_defaults(func=lambda args: evaluate.print_help() or 2)
+    commands = command_group(evaluate, "evaluate_command", "METRIC")
 
     p = commands.add_parser(
         "is",

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.base import to_float
+from ..progress import make_progress
 from .scores import frechet_distance_from_stats, inception_score, mean_and_std
 from .stats import FeatureStats
 
@@ -62,8 +64,6 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled:
         yield lambda n: None
         return
-    from ..progress import make_progress
-
     with make_progress() as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
@@ -159,8 +159,6 @@ def real_stats_from_dataset(
 ) -> tuple[FeatureStats, int]:
     """Real statistics as the official ``compute_fid.py``: the dataset in order, repeated (pass p = epoch p
     of its random augmentation), ``n_real`` clips (default 10 passes). Returns (stats, passes)."""
-    from ..data.base import to_float
-
     n_videos = len(dataset)
     n_real = 10 * n_videos if n_real is None else n_real
     keys = [(i % n_videos, i // n_videos) for i in range(n_real)]  # (index, epoch)
@@ -186,6 +184,53 @@ def generator_protocol(
     return record
 
 
+def _generated_loops(
+    generator: nn.Module,
+    extractor: FeatureExtractor,
+    score: Callable[[Tensor, Tensor | None], float],
+    n: int,
+    loops: int,
+    batch: int,
+    seed: int,
+    n_frames: int,
+    render_level: int | None,
+    advance: Callable[[int], None],
+) -> tuple[list[float], tuple[int, ...]]:
+    """``score(features, probs)`` of ``n`` generated videos per loop, loop k from seed ``seed + k``.
+    Returns (the per-loop values, the generated video shape)."""
+    values = []
+    for loop in range(loops):
+        features, probs, shape = generated_features(
+            generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
+        )
+        values.append(score(features, probs))
+    return values, shape
+
+
+def _loop_record(
+    metric: str,
+    values: list[float],
+    shape: tuple[int, ...],
+    seed: int,
+    fields: dict[str, Any],
+    protocol: dict[str, Any],
+    extractor: FeatureExtractor,
+) -> dict[str, Any]:
+    """The record of a looped protocol: mean and population std of ``values`` (loop k: seed ``seed + k``),
+    its ``fields`` (N and the protocol's constants), the generator's ``protocol`` and the weights' hashes."""
+    mean, std = mean_and_std(values)
+    return {
+        "metric": metric,
+        "value": {"mean": mean, "std": std, "per_loop": values},
+        **fields,
+        "loops": len(values),
+        "seeds": [seed + k for k in range(len(values))],
+        "video_shape": list(shape),
+        **protocol,
+        "weights_sha256": dict(extractor.weights_sha256),
+    }
+
+
 def evaluate_is(
     generator: nn.Module,
     extractor: FeatureExtractor,
@@ -200,28 +245,19 @@ def evaluate_is(
     config: Config | None = None,  # the generator's config (for the record)
 ) -> dict[str, Any]:
     """The TGANv2 IS protocol; loop k uses seed ``seed + k``. Returns the record (values and protocol)."""
-    values = []
+
+    def score(_, probs: Tensor | None) -> float:
+        if probs is None:
+            raise ValueError(f"the {extractor.name} extractor gives no class probabilities")
+        return inception_score(probs, splits=splits)[0]
+
     with progress_bar(n * loops, f"IS ({extractor.name})", progress) as advance:
-        for loop in range(loops):
-            _, probs, shape = generated_features(
-                generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
-            )
-            if probs is None:
-                raise ValueError(f"the {extractor.name} extractor gives no class probabilities")
-            values.append(inception_score(probs, splits=splits)[0])
-    mean, std = mean_and_std(values)
-    return {
-        "metric": f"is_{extractor.name}",
-        "value": {"mean": mean, "std": std, "per_loop": values},
-        "n": n,
-        "loops": loops,
-        "splits": splits,
-        "eps": 1e-20,
-        "seeds": [seed + k for k in range(loops)],
-        "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level, config),
-        "weights_sha256": dict(extractor.weights_sha256),
-    }
+        values, shape = _generated_loops(
+            generator, extractor, score, n, loops, batch, seed, n_frames, render_level, advance
+        )
+    protocol = generator_protocol(generator, n_frames, render_level, config)
+    fields = {"n": n, "splits": splits, "eps": 1e-20}
+    return _loop_record(f"is_{extractor.name}", values, shape, seed, fields, protocol, extractor)
 
 
 def evaluate_fid(
@@ -238,26 +274,17 @@ def evaluate_fid(
     config: Config | None = None,  # the generator's config (for the record)
 ) -> dict[str, Any]:
     """The TGANv2 FID protocol against precomputed real statistics (covariances with ddof 1)."""
-    values = []
+
+    def score(fake: Tensor, _) -> float:
+        return frechet_distance_from_stats(real_stats, fake, ddof=1)
+
     with progress_bar(n * loops, f"FID ({extractor.name})", progress) as advance:
-        for loop in range(loops):
-            fake, _, shape = generated_features(
-                generator, extractor, n, batch, seed + loop, n_frames, render_level, advance
-            )
-            values.append(frechet_distance_from_stats(real_stats, fake, ddof=1))
-    mean, std = mean_and_std(values)
-    return {
-        "metric": f"fid_{extractor.name}",
-        "value": {"mean": mean, "std": std, "per_loop": values},
-        "n": n,
-        "loops": loops,
-        "covariance_ddof": 1,
-        "n_real": real_stats.n_items,
-        "seeds": [seed + k for k in range(loops)],
-        "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level, config),
-        "weights_sha256": dict(extractor.weights_sha256),
-    }
+        values, shape = _generated_loops(
+            generator, extractor, score, n, loops, batch, seed, n_frames, render_level, advance
+        )
+    protocol = generator_protocol(generator, n_frames, render_level, config)
+    fields = {"n": n, "covariance_ddof": 1, "n_real": real_stats.n_items}
+    return _loop_record(f"fid_{extractor.name}", values, shape, seed, fields, protocol, extractor)
 
 
 def fvd_real_indices(n_videos: int, n: int, seed: int) -> np.ndarray:
@@ -287,24 +314,19 @@ def evaluate_fvd(
     keys = [(int(i), 0) for i in indices]
     with progress_bar(n * (loops + 1), "FVD (i3d)", progress) as advance:
         real = dataset_features(dataset, keys, detector.features_uint8, batch, num_workers, advance)
-        values = []
-        for loop in range(loops):
-            fake, _, shape = generated_features(
-                generator, detector, n, batch, seed + loop, n_frames, render_level, advance
-            )
-            values.append(frechet_distance_from_stats(real, fake, ddof=0))
-    mean, std = mean_and_std(values)
-    return {
-        "metric": "fvd_i3d",
-        "value": {"mean": mean, "std": std, "per_loop": values},
+
+        def score(fake: Tensor, _) -> float:
+            return frechet_distance_from_stats(real, fake, ddof=0)
+
+        values, shape = _generated_loops(
+            generator, detector, score, n, loops, batch, seed, n_frames, render_level, advance
+        )
+    fields = {
         "n": n,
         "n_real": n,
-        "loops": loops,
         "covariance_ddof": 0,
-        "seeds": [seed + k for k in range(loops)],
         "real_seed": seed,
         "real_videos_covered": int(len(np.unique(indices))),
-        "video_shape": list(shape),
-        **generator_protocol(generator, n_frames, render_level, config),
-        "weights_sha256": dict(detector.weights_sha256),
     }
+    protocol = generator_protocol(generator, n_frames, render_level, config)
+    return _loop_record("fvd_i3d", values, shape, seed, fields, protocol, detector)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import __version__
+
 __all__ = ["sha256_file", "write_record", "base_record"]
 
 _sha_cache: dict[tuple[str, int, float], str] = {}
@@ -38,8 +40,6 @@ def sha256_file(path: str | Path) -> str:
 
 def base_record(metric: str, **fields: Any) -> dict[str, Any]:
     """The common header of a record: metric name, time, software versions, then ``fields``."""
-    from .. import __version__
-
     record: dict[str, Any] = {
         "metric": metric,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..arguments import non_negative_int, positive_float, positive_int, seed, writable_folder
 from ..config import add_config_arguments, config_from_args
+from ..data import to_uint8
+from ..data.video import make_grid, write_video
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
+from ..snapshot import load_snapshot, snapshot_weights
+from .checkpoint import latest_checkpoint
+from .loop import RunOptions, train
 
 # train flags that are shorthands for config keys (the flags first, then the user's key=value overrides)
 _TRAIN_FLAGS = (
@@ -33,11 +41,7 @@ def run_train(args: argparse.Namespace) -> int:
     writable_folder(out)
     resolve_device(args.device)  # fails here, before any model is built
     if args.threads is not None:
-        import torch
-
         torch.set_num_threads(args.threads)
-
-    from .loop import RunOptions, train
 
     options = RunOptions(
         out=out,
@@ -60,9 +64,6 @@ _OUTPUT_SUFFIXES = (".mp4", ".gif", ".npz")
 def _generator_file(path: Path, weights: str | None) -> Path:
     """The file to read for ``--checkpoint PATH``: a run directory means its snapshot, or its latest
     checkpoint when the snapshot holds the other copy (``--weights``)."""
-    from ..snapshot import snapshot_weights
-    from .checkpoint import latest_checkpoint
-
     if not path.is_dir():
         return path
     snapshot = path / "generator.safetensors"
@@ -72,11 +73,6 @@ def _generator_file(path: Path, weights: str | None) -> Path:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from ..snapshot import load_snapshot
-
     out = Path(args.out)
     if out.suffix.lower() not in _OUTPUT_SUFFIXES:
         raise UserError(f"--out must end in .mp4, .gif or .npz, got '{out.name}'")
@@ -106,15 +102,11 @@ def run_generate(args: argparse.Namespace) -> int:
             videos.append(generator(z, y, n_frames=args.frames, render_level=level).clamp(-1, 1).cpu())
     videos = torch.cat(videos)  # (N, C, T, H, W) in [-1, 1]
     if out.suffix.lower() == ".npz":
-        from ..data import to_uint8
-
         arrays = {"videos": to_uint8(videos).numpy()}  # (N, C, T, H, W) uint8
         if labels is not None:
             arrays["labels"] = labels.numpy()  # (N,) int64
         np.savez_compressed(out, **arrays)
     else:
-        from ..data.video import make_grid, write_video
-
         nrow = args.nrow or max(1, int(round(args.n**0.5)))
         write_video(out, make_grid(videos, nrow=nrow), fps=args.fps)
     classes = ""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
 
 from ..device import resolve_device
 
@@ -159,8 +160,6 @@ class GradientAverager:
 
 def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """Differentiable all-reduce sum (``torch.distributed.nn``; its deprecation warning is silenced)."""
-    from torch.distributed.nn.functional import all_reduce
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return all_reduce(tensor)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import signal
 import sys
 import time
@@ -25,10 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import TextColumn
 
 from ..config import Config, build_generator, config_to_dict
+from ..data import DataWarning, build_dataset, make_loader
 from ..errors import UserError
 from ..lock import folder_lock
+from ..metrics.scorer import ClassifierScorer
+from ..metrics.stats import FeatureStats
+from ..progress import make_progress
 from ..snapshot import CHECKPOINT_KEYS, save_generator
 from . import rundir
 from .checkpoint import (
@@ -90,8 +96,6 @@ class RunOptions:
 
 
 def _seed_everything(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -124,8 +128,6 @@ def _labelled(next_batch, data: str | None):
 def _resolve_run(cfg: Config, options: RunOptions, out: Path, info: DistInfo, resumable: bool):
     """The run's config (``data.path`` resolved; the recorded data when --data is not given), its
     dataset and fingerprint, and the accepted changes. Refuses a rerun that would change the run."""
-    from ..data import DataWarning, build_dataset
-
     record = rundir.read_record(out)
     cfg = copy.deepcopy(cfg)
     cfg.data.path = rundir.resolve_data_path(options.data, cfg, record)
@@ -254,8 +256,6 @@ def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.devic
             print(f"tganv2 train: accepted changed settings: {shown}")
 
     # --- data: each rank its own shard, resumable at the exact batch ---------------------------------
-    from ..data import make_loader
-
     loader = make_loader(
         dataset,
         cfg.train.batch,
@@ -375,9 +375,6 @@ def _make_scorer(cfg: Config, out: Path, dataset, device: torch.device):
     """Classifier-IS/FID from cached real statistics (``OUT/classifier_real_stats.npz``), if configured."""
     if not cfg.train.classifier:
         return None
-    from ..metrics.scorer import ClassifierScorer
-    from ..metrics.stats import FeatureStats
-
     cache = out / "classifier_real_stats.npz"
     real = FeatureStats.load(cache) if cache.is_file() else dataset
     scorer = ClassifierScorer(
@@ -413,10 +410,6 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import TextColumn
-
-            from ..progress import make_progress
-
             self.bar = make_progress(
                 middle=(TextColumn("{task.fields[rate]}"),), tail=(TextColumn("{task.fields[losses]}"),)
             )

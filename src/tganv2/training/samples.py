@@ -19,8 +19,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
 
 from ..config import Config
+from ..data import to_float
+from ..data.video import make_grid, write_video
 
 __all__ = ["SampleWriter", "video_statistics", "render_levels", "histogram_distance"]
 
@@ -88,8 +91,6 @@ class SampleWriter:
         self._t0 = time.time()
 
     def _real_statistics(self, dataset) -> dict:
-        from ..data import to_float
-
         n = min(len(dataset), N_STAT_VIDEOS)
         clips = torch.stack([dataset[(i, 0)][0] for i in range(n)])  # (n, C, T, H, W) uint8
         return video_statistics(to_float(clips))
@@ -97,8 +98,6 @@ class SampleWriter:
     @property
     def tensorboard(self):
         if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
             purge = self.resume_iteration + 1 if self.resume_iteration else None
             self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
         return self._tb
@@ -116,8 +115,6 @@ class SampleWriter:
 
         ``fields``: extras for the log record (e.g. ``weights="ema"``).
         """
-        from ..data.video import make_grid, write_video
-
         rows = min(generator.n_classes, MAX_CLASS_ROWS) if generator.n_classes else N_SAMPLE_ROWS
         row_labels = generator.make_labels(rows)  # row k: class k; None when unconditional
         grid_videos = render_levels(generator, fixed_z(generator, rows), row_labels)  # (rows·L, C, T, H, W)
