@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -390,3 +392,17 @@ def test_version_prints_the_package_version():
 
     result = run_tganv2("--version", timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"tganv2 {__version__}"
+
+
+def test_the_command_sets_the_passive_wait_policy_before_torch_loads():
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads: ``tganv2.cli`` must set it before any import of
+    torch (issue 12 §8), and a user's own setting must win."""
+    probe = (
+        "import os, sys; import tganv2.cli; print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "PASSIVE"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "ACTIVE"]
