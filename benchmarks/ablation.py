@@ -55,6 +55,7 @@ import torch
 
 from tganv2.bench.experiment import (
     Job,
+    add_experiment_options,
     load_runs,
     make_scorer,
     mean_std,
@@ -275,16 +276,7 @@ def parse_args(argv: list[str] | None):
         "--equal-batch", action="store_true", help="--mode budget: every variant uses --batch"
     )
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
-    parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
-    parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
-    parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
-    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--workdir", default="runs/paper-table2", help="--mode paper: the run directories")
-    parser.add_argument("--output", default=None, help="write the JSON record here")
-    parser.add_argument("--markdown", default=None, help="write the Markdown table here")
-    parser.add_argument("--plot", default=None, help="write the bar chart (IS and FID, mean ± std) here")
+    add_experiment_options(parser, "runs/paper-table2", "write the bar chart (IS and FID, mean ± std) here")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="--mode paper: overrides of the base preset"
     )

@@ -63,6 +63,11 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def _section(title: str, header: list[str], rows: list[list]) -> list[str]:
+    """A report section: a blank line, its title line, a blank line, its table."""
+    return ["", title, "", *_table(header, rows)]
+
+
 def _md_correctness(stage: dict) -> list[str]:
     if "fp32_vs_float64" not in stage:
         return []
@@ -78,12 +83,8 @@ def _md_correctness(stage: dict) -> list[str]:
             + [{True: "yes", False: "**no**", None: "(information)"}[c["passed"]]]
         )
     head = f"Correctness: one {stage['preset']} step ({stage['overrides']}) against the CPU float64 step"
-    return [
-        "",
-        f"{head} ({stage['cpu_float64_seconds']:.0f} s); relative errors, tolerance {tolerance} for fp32:",
-        "",
-        *_table(["run", *LOSSES, "G gradients", "D gradients", "within tolerance"], rows),
-    ]
+    title = f"{head} ({stage['cpu_float64_seconds']:.0f} s); relative errors, tolerance {tolerance} for fp32:"
+    return _section(title, ["run", *LOSSES, "G gradients", "D gradients", "within tolerance"], rows)
 
 
 def _md_speed(stage: dict) -> list[str]:
@@ -102,12 +103,7 @@ def _md_speed(stage: dict) -> list[str]:
         )
     header = ["preset", "precision", "compile", "batch", "status", "it/s", "clips/s", "peak GB", "GFLOP/step"]
     warmup = f"{stage['warmup']} warm-up step(s), one more when compiled"
-    return [
-        "",
-        f"Speed: median of {stage['iters']} steps after {warmup}:",
-        "",
-        *_table([*header, "MFU"], rows),
-    ]
+    return _section(f"Speed: median of {stage['iters']} steps after {warmup}:", [*header, "MFU"], rows)
 
 
 def _md_data(stage: dict) -> list[str]:
@@ -115,14 +111,12 @@ def _md_data(stage: dict) -> list[str]:
         return []
     rows = [[r["workers"], f"{r['clips_per_s']:.0f}"] for r in stage["rows"]]
     rows_, cols = stage["stored"]
-    return [
-        "",
+    title = (
         f"Data: the HDF5 loader, {stage['size']} px clips from {rows_}×{cols} frames, batch "
         f"{stage['rows'][0]['batch']} (a synthetic {stage['file_gb']:.2f} GB file, in the page cache); "
-        f"goal ≥ {stage['goal_clips_per_s']} clips/s:",
-        "",
-        *_table(["workers", "clips/s"], rows),
-    ]
+        f"goal ≥ {stage['goal_clips_per_s']} clips/s:"
+    )
+    return _section(title, ["workers", "clips/s"], rows)
 
 
 def _md_targets(targets: list[dict]) -> list[str]:

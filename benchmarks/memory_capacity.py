@@ -31,16 +31,7 @@ from pathlib import Path
 
 import torch
 
-from tganv2.bench.experiment import (
-    Job,
-    load_runs,
-    make_scorer,
-    mean_std,
-    record_header,
-    run_jobs,
-    write_json,
-    write_outputs,
-)
+from tganv2.bench import experiment
 from tganv2.config import VARIANTS, apply_overrides, load_preset, variant_config
 from tganv2.data.synthetic import CLASS_NAMES
 from tganv2.errors import UserError
@@ -48,7 +39,7 @@ from tganv2.errors import UserError
 NS = [1, 4, 16, 64, 256]
 
 
-def capacity_jobs(args) -> list[Job]:
+def capacity_jobs(args) -> list[experiment.Job]:
     jobs = []
     for seed in args.seeds:
         for n in args.ns:
@@ -63,7 +54,7 @@ def capacity_jobs(args) -> list[Job]:
             cfg = apply_overrides(cfg, changes)
             fields = {"clips_per_class": n, "n_clips": n * len(CLASS_NAMES), "seed": seed}
             fields["batch"] = cfg.train.batch
-            jobs.append(Job(f"n{n}-seed{seed}", cfg, fields))
+            jobs.append(experiment.Job(f"n{n}-seed{seed}", cfg, fields))
     return jobs
 
 
@@ -76,8 +67,8 @@ def summarise(runs: list[dict], ns: list[int]) -> dict:
                 "clips_per_class": n,
                 "n_clips": mine[0]["n_clips"],
                 "seeds": [r["seed"] for r in mine],
-                "cls_is": mean_std([r["cls_is"] for r in mine]),
-                "cls_fid": mean_std([r["cls_fid"] for r in mine]),
+                "cls_is": experiment.mean_std([r["cls_is"] for r in mine]),
+                "cls_fid": experiment.mean_std([r["cls_fid"] for r in mine]),
             }
     return table
 
@@ -115,21 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--iterations", type=int, default=600, help="iterations of every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
     parser.add_argument(
         "--variant", default=VARIANTS[0], choices=VARIANTS, help="the preset or a Table 1 model"
     )
-    parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
-    parser.add_argument(
-        "--n-real", type=int, default=1024, help="clips of the full dataset for the real stats"
+    experiment.add_experiment_options(
+        parser, "runs/memory-capacity", "write the chart (IS and FID against N) here"
     )
-    parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
-    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--workdir", default="runs/memory-capacity", help="the run directories")
-    parser.add_argument("--output", default=None, help="write the JSON record here")
-    parser.add_argument("--markdown", default=None, help="write the Markdown table here")
-    parser.add_argument("--plot", default=None, help="write the chart (IS and FID against N) here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the base preset")
     args = parser.parse_args(argv)
     if args.iterations < 1 or min(args.ns) < 1:
@@ -142,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory_capacity.py: error: {e}", file=sys.stderr)
         return 2
 
-    classifier, scorer = make_scorer(args)
+    classifier, scorer = experiment.make_scorer(args)
     keys = ("iterations", "base", "variant", "overrides", "n_samples", "n_real")
     settings = {**{k: getattr(args, k) for k in keys}, "classifier": classifier.weights_sha256}
-    header = record_header("memory_capacity.py", argv, classifier)
+    header = experiment.record_header("memory_capacity.py", argv, classifier)
 
     def record_of(runs: list[dict]) -> dict:
         return {
@@ -158,14 +140,20 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     try:
-        done = load_runs(args.output, settings)
+        done = experiment.load_runs(args.output, settings)
     except UserError as e:
         print(f"memory_capacity.py: error: {e}", file=sys.stderr)
         return 2
-    save = (lambda runs: write_json(args.output, record_of(runs))) if args.output else (lambda runs: None)
-    runs = run_jobs(jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save)
+    save = (
+        (lambda runs: experiment.write_json(args.output, record_of(runs)))
+        if args.output
+        else (lambda runs: None)
+    )
+    runs = experiment.run_jobs(
+        jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save
+    )
     record = record_of(runs)
-    write_outputs(record, markdown_table(record["table"]), args.output, args.markdown)
+    experiment.write_outputs(record, markdown_table(record["table"]), args.output, args.markdown)
     if args.plot:
         what = f"{args.base} ({args.variant}), {args.iterations} iterations"
         title = f"{what}, seeds {args.seeds}: {record['date']}"

@@ -35,6 +35,7 @@ from ..training.loop import RunOptions, train
 __all__ = [
     "Job",
     "get_classifier",
+    "add_experiment_options",
     "make_scorer",
     "record_header",
     "write_outputs",
@@ -62,6 +63,20 @@ def get_classifier(path: str | None, seed: int, steps: int):
         save_classifier(path, model)
         model = load_classifier(path)  # records the weights' sha256
     return model
+
+
+def add_experiment_options(parser, workdir: str, plot_help: str) -> None:
+    """The options every experiment driver shares: base preset, scoring, threads and where results go."""
+    parser.add_argument("--base", default="small-64", help="base preset (64 px)")
+    parser.add_argument("--n-samples", type=int, default=512, help="generated videos per score")
+    parser.add_argument("--n-real", type=int, default=1024, help="training clips for the real statistics")
+    parser.add_argument("--classifier", default=None, help="classifier .safetensors (trained if absent)")
+    parser.add_argument("--classifier-steps", type=int, default=600, help="steps to train a new classifier")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--workdir", default=workdir, help="the run directories")
+    parser.add_argument("--output", default=None, help="write the JSON record here")
+    parser.add_argument("--markdown", default=None, help="write the Markdown table here")
+    parser.add_argument("--plot", default=None, help=plot_help)
 
 
 def make_scorer(args):

@@ -277,6 +277,15 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generated_metric(commands, name: str, func, help: str, description: str) -> argparse.ArgumentParser:
+    """An ``evaluate`` metric of generated videos: the generator options, ``--out NAME.json``, ``func``."""
+    p = commands.add_parser(name, help=help, description=description)
+    _add_generator_options(p)
+    p.add_argument("--out", default=f"{name}.json", help=f"JSON record (default {name}.json)")
+    p.set_defaults(func=_checked(func))
+    return p
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -286,20 +295,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = command_group(evaluate, "evaluate_command", "METRIC")
 
-    p = commands.add_parser(
+    p = _generated_metric(
+        commands,
         "is",
+        _cmd_is,
         help="Inception Score: 2048 videos x 10 loops, splits 1 (reference §5.2)",
         description="The Inception Score of a generator with C3D (the paper's protocol: 2048 videos per "
         "loop, 10 loops, 1 split; mean and population std) or with the synthetic-data classifier.",
     )
-    _add_generator_options(p)
     _add_extractor_options(p)
     _add_run_options(p, batch=8)
     p.add_argument(
         "--splits", type=positive_int, default=1, help="IS splits per loop (default 1, the TGANv2 protocol)"
     )
-    p.add_argument("--out", default="is.json", help="JSON record (default is.json)")
-    p.set_defaults(func=_checked(_cmd_is))
 
     p = commands.add_parser(
         "stats",
@@ -339,28 +347,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers (default 0)")
     p.set_defaults(func=_checked(_cmd_stats))
 
-    p = commands.add_parser(
+    p = _generated_metric(
+        commands,
         "fid",
+        _cmd_fid,
         help="FID against real statistics: 2048 videos x 10 loops (reference §5.3)",
         description="The Fréchet distance between the features of generated videos and the real "
         "statistics from `evaluate stats` (or the official npz), per loop; mean and population std.",
     )
-    _add_generator_options(p)
     p.add_argument(
         "--stats", required=True, help="real statistics from `tganv2 evaluate stats` (or official npz)"
     )
     _add_extractor_options(p)
     _add_run_options(p, batch=8)
-    p.add_argument("--out", default="fid.json", help="JSON record (default fid.json)")
-    p.set_defaults(func=_checked(_cmd_fid))
 
-    p = commands.add_parser(
+    p = _generated_metric(
+        commands,
         "fvd",
+        _cmd_fvd,
         help="FVD with StyleGAN-V's I3D: 2048 real vs 2048 generated 16-frame clips",
         description="Fréchet Video Distance with StyleGAN-V's I3D torchscript: real clips of 16 "
         "consecutive frames (random start, centre crop, no flip) against generated clips.",
     )
-    _add_generator_options(p)
     p.add_argument("--data", required=True, help="real videos: an .h5 file, a dataset folder, or 'synthetic'")
     p.add_argument("--i3d", required=True, metavar="FILE", help="StyleGAN-V's i3d_torchscript.pt")
     _add_run_options(
@@ -370,8 +378,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--size", type=positive_int, default=None, help="real clip size (default: the generator's resolution)"
     )
     p.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers (default 0)")
-    p.add_argument("--out", default="fvd.json", help="JSON record (default fvd.json)")
-    p.set_defaults(func=_checked(_cmd_fvd))
 
     p = commands.add_parser(
         "train-classifier",
