@@ -3,6 +3,8 @@ with one warning, and `import av` happens only where a video file is read or wri
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -69,3 +71,22 @@ def test_cli_training_and_benchmarks_run_without_pyav(tmp_path):
     grid = read_frames(out / "samples" / "iter_0000002.gif")  # 6 rows x 4 levels of 64-px, 8-frame videos
     assert grid.shape == (8, 6 * 66 + 2, 4 * 66 + 2, 3)
     assert (out / "checkpoints" / "ckpt-0000002.pt").is_file()
+
+
+def test_bench_step_children_run_without_pyav(tmp_path):
+    """``bench step`` times real steps in child processes: with PyAV blocked for them too (a module on the
+    path that refuses to import), a tiny step still runs and reports its parameters."""
+    blocker = tmp_path / "no-av"
+    blocker.mkdir()
+    (blocker / "av.py").write_text("raise ImportError('PyAV is not installed (blocked by the test)')\n")
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), env.get("PYTHONPATH", "")])
+    argv = ["bench", "step", "--preset", "small-64", "--variants", "preset", "--batch", "2", "--iters", "1"]
+    argv += ["--warmup", "0", "--threads", "1", "--matmul-size", "128", "--json", *tiny_args()]
+    result = subprocess.run(
+        [sys.executable, "-m", "tganv2.cli", *argv], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout)["variants"]["preset"]
+    assert "error" not in run, run.get("error")
+    assert len(run["step_seconds"]) == 1 and run["generator_parameters"] > 0
