@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..data.video import make_grid, write_video
 from ..device import DEVICE_HELP, resolve_device
 from ..errors import UserError
 from ..snapshot import load_snapshot, snapshot_weights
+from ..threads import free_cpu_cores, usable_cpu_cores
 from .checkpoint import latest_checkpoint
 from .loop import RunOptions, train
 
@@ -39,9 +41,21 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.preset
     writable_folder(out)
-    resolve_device(args.device)  # fails here, before any model is built
+    device = resolve_device(args.device)  # fails here, before any model is built
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    elif (
+        device.type == "cpu"
+        and "OMP_NUM_THREADS" not in os.environ
+        and torch.get_num_threads() == usable_cpu_cores()
+    ):
+        # nobody chose a count: one thread per free core, so that a busy core does not hold up every step
+        threads = free_cpu_cores()
+        if threads < torch.get_num_threads():
+            print(
+                f"tganv2 train: {threads} of {usable_cpu_cores()} CPU cores are free; using {threads} threads"
+            )
+            torch.set_num_threads(threads)
 
     options = RunOptions(
         out=out,
@@ -171,7 +185,8 @@ def add_commands(subparsers) -> None:
         "--threads",
         type=positive_int,
         default=None,
-        help="torch CPU threads (default: the CPU cores this process may use)",
+        help="torch CPU threads (default: the cores free at the start, at most those this process may "
+        "use; OMP_NUM_THREADS also sets it)",
     )
     p.add_argument(
         "--stop-after",
