@@ -52,9 +52,9 @@ def run_train(args: argparse.Namespace) -> int:
         # nobody chose a count: one thread per free core, so that a busy core does not hold up every step
         threads = free_cpu_cores()
         if threads < torch.get_num_threads():
-            print(
-                f"tganv2 train: {threads} of {usable_cpu_cores()} CPU cores are free; using {threads} threads"
-            )
+            plural = "s" if threads > 1 else ""
+            free = f"{threads} of {usable_cpu_cores()} CPU cores are free"
+            print(f"tganv2 train: {free}; using {threads} thread{plural}")
             torch.set_num_threads(threads)
 
     options = RunOptions(
