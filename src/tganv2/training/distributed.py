@@ -35,6 +35,7 @@ __all__ = [
     "barrier",
     "broadcast_parameters",
     "all_gather_objects",
+    "is_multi_process",
 ]
 
 
@@ -67,7 +68,8 @@ def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]
     return info, resolved
 
 
-def _is_multi_process() -> bool:
+def is_multi_process() -> bool:
+    """True inside an initialised process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -97,7 +99,7 @@ class GradientAverager:
     """
 
     def __init__(self, module: nn.Module, bucket_mb: float = 25.0) -> None:
-        self.world_size = dist.get_world_size() if _is_multi_process() else 1
+        self.world_size = dist.get_world_size() if is_multi_process() else 1
         self.buckets: list[_Bucket] = []
         self._bucket_of: dict[nn.Parameter, _Bucket] = {}
         self._armed = False
@@ -173,7 +175,7 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and is_multi_process()):
             return super().forward(x)
         channels = x.shape[1]
         count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
@@ -198,7 +200,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     CUDA uses ``torch.nn.SyncBatchNorm``; other devices use :class:`CPUSyncBatchNorm2d`. Parameter and
     buffer names are unchanged, so checkpoints and snapshots load into a plain generator.
     """
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    if not is_multi_process():
         return module
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
@@ -214,7 +216,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
 
 def broadcast_parameters(module: nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (what DDP does at construction)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if is_multi_process():
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 

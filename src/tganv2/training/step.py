@@ -53,9 +53,9 @@ from ..data.base import to_float
 from ..data.multilevel import real_levels_from_config
 from ..errors import UserError
 from ..losses import discriminator_loss, full_precision, generator_loss, r1_lambda_sum, r1_penalty
-from ..nn.subsample import LayerDraw, subsample_batch
+from ..nn.subsample import LayerDraw, batch_reductions, subsample_batch
 from .checkpoint import capture_rng, restore_rng
-from .distributed import GradientAverager, all_gather_objects
+from .distributed import GradientAverager, all_gather_objects, is_multi_process
 from .layout import to_channels_last
 
 __all__ = [
@@ -106,10 +106,6 @@ def linear_decay(iterations: int) -> Callable[[int], float]:
 def real_levels(clips: Tensor, cfg: Config, draws: list[LayerDraw]) -> list[Tensor]:
     """S^D: the real level videos, through the same subsampling code as the generator (§3.3)."""
     return real_levels_from_config(clips, cfg.model, draws=draws)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def real_batch_to_device(
@@ -227,10 +223,7 @@ class Trainer:
         """Per-level labels after the cumulative batch strides (only for class-conditional models)."""
         if labels is None or self.cfg.model.n_classes == 0:
             return None
-        out = [labels]
-        for batch_stride in self.cfg.model.batch_strides:
-            out.append(subsample_batch(out[-1], batch_stride))
-        return out
+        return [subsample_batch(labels, r) for r in batch_reductions(self.cfg.model.batch_strides)]
 
     def _flag_non_finite(self, tensors: list[Tensor]) -> None:
         """Set ``found_inf`` if any entry of ``tensors`` is non-finite (on the device, no sync)."""
@@ -304,7 +297,7 @@ class Trainer:
         then the first such iteration. The accumulators restart; the flag stays set.
         """
         flag = self.found_inf.reshape(1).to(torch.float64)
-        if _distributed():
+        if is_multi_process():
             flag = flag.clone()
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         values = torch.cat([self._sums, flag]).tolist()
@@ -329,10 +322,10 @@ class Trainer:
         several ranks, rank 0's verdict holds for all (all ranks must call it).
         """
         flag = self.found_inf.reshape(1).clone()
-        if _distributed():
+        if is_multi_process():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         problem = "a non-finite gradient or loss" if flag.item() else self._weights_problem()
-        return all_gather_objects(problem)[0] if _distributed() else problem
+        return all_gather_objects(problem)[0] if is_multi_process() else problem
 
     def _weights_problem(self) -> str | None:
         for name, module in (("generator", self.generator), ("discriminator", self.discriminator)):
