@@ -68,6 +68,9 @@ def test_cli_training_and_benchmarks_run_without_pyav(tmp_path):
     assert warnings[1].startswith("tganv2: warning: PyAV is not installed (pip install av): writing GIF")
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert samples == ["iter_0000000.gif", "iter_0000002.gif"]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    logged = [r["samples"] for r in records if "samples" in r]
+    assert logged == samples  # the log names the file that was written
     grid = read_frames(out / "samples" / "iter_0000002.gif")  # 6 rows x 4 levels of 64-px, 8-frame videos
     assert grid.shape == (8, 6 * 66 + 2, 4 * 66 + 2, 3)
     assert (out / "checkpoints" / "ckpt-0000002.pt").is_file()

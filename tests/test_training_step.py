@@ -177,6 +177,18 @@ def test_lr_decays_linearly_to_zero(tiny_cfg):
     assert lrs == pytest.approx([0.75 * cfg.train.lr, 0.5 * cfg.train.lr, 0.25 * cfg.train.lr, 0.0])
 
 
+def test_lr_decay_start_holds_the_lr_then_decays_linearly_to_zero(tiny_cfg):
+    """``train.lr_decay_start=0.5`` of 8 iterations: the full lr to iteration 4, then 3/4, 1/2, 1/4, 0."""
+    cfg = apply_overrides(tiny_cfg(iterations=8), {"train.lr_decay_start": 0.5})
+    trainer = Trainer(cfg)
+    clips, _ = _fixed_inputs(cfg, cfg.train.batch)
+    lrs = []
+    for _ in range(8):
+        trainer.step(lambda: (clips, None))
+        lrs.append(trainer.read_stats()["lr"] / cfg.train.lr)
+    assert lrs == pytest.approx([1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])
+
+
 def test_statistics_are_means_over_the_window_since_the_last_read(tiny_cfg):
     cfg = tiny_cfg()
     clips, _ = _fixed_inputs(cfg, cfg.train.batch)

@@ -133,6 +133,7 @@ class TrainConfig:
     batch: int = 32  # per-device batch at level 1 (global batch = batch * world size)
     iterations: int = 100_000  # linear lr decay reaches 0 here
     lr: float = 1e-4  # Adam alpha for G and D
+    lr_decay_start: float = 0.0  # fraction of the run at the full lr, then linear decay to 0 (0: official)
     betas: tuple[float, float] = (0.0, 0.9)
     adam_eps: float = 8e-8
     # chainer: eps outside Adam's bias correction, as the official Chainer 6 run (see training/step.py);
@@ -175,7 +176,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.lr_decay_start": 0.5, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
     "small-64":          {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_kernel": 1, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 2e-4, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
 }
 # fmt: on
@@ -405,6 +406,8 @@ def _validate_train(t: TrainConfig) -> None:
         raise ConfigError(f"train.seed must be in 0..4294967295, got {t.seed}")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+    if not 0 <= t.lr_decay_start < 1:  # also refuses nan
+        raise ConfigError(f"train.lr_decay_start must be in [0, 1) (0 = official), got {t.lr_decay_start}")
     if not (math.isfinite(t.adam_eps) and t.adam_eps > 0):
         raise ConfigError(f"train.adam_eps must be a finite number > 0, got {t.adam_eps}")
     if not all(0 <= b < 1 for b in t.betas):  # also refuses nan

@@ -111,7 +111,7 @@ class SampleWriter:
             self.tensorboard.add_scalar(f"{group}/{key}", value, iteration)
 
     def write(self, generator, iteration: int, **fields: str) -> dict:
-        """Write ``samples/iter_N.mp4`` and ``.gif``; log and return the learning statistics.
+        """Write ``samples/iter_N.mp4`` and ``.gif`` (only the GIF without PyAV); log and return the stats.
 
         ``fields``: extras for the log record (e.g. ``weights="ema"``).
         """
@@ -120,8 +120,9 @@ class SampleWriter:
         grid_videos = render_levels(generator, fixed_z(generator, rows), row_labels)  # (rows·L, C, T, H, W)
         frames = make_grid(grid_videos, nrow=generator.n_levels)  # (T, H', W', 3) uint8
         stem = self.out / "samples" / f"iter_{iteration:07d}"
-        write_video(stem.with_suffix(".mp4"), frames, fps=8)
-        write_video(stem.with_suffix(".gif"), frames, fps=8)
+        written = write_video(stem.with_suffix(".mp4"), frames, fps=8)  # a .gif without PyAV
+        if written.suffix != ".gif":
+            write_video(stem.with_suffix(".gif"), frames, fps=8)
         self.tensorboard.add_image("samples/first_frame", frames[0], iteration, dataformats="HWC")
         self.tensorboard.add_image(
             "samples/middle_frame", frames[len(frames) // 2], iteration, dataformats="HWC"
@@ -133,7 +134,7 @@ class SampleWriter:
             "motion_real": round(self.real_stats["motion"], 4),
             "hist_l1": round(histogram_distance(fake["histogram"], self.real_stats["histogram"]), 4),
         }
-        self.log(iteration, stats, group="samples", samples=stem.with_suffix(".mp4").name, **fields)
+        self.log(iteration, stats, group="samples", samples=written.name, **fields)
         return stats
 
     def close(self) -> None:

@@ -98,9 +98,11 @@ def adam_step(optimizer: torch.optim.Adam, t: int, cfg: Config) -> None:
     optimizer.step()
 
 
-def linear_decay(iterations: int) -> Callable[[int], float]:
-    """Chainer ``LinearShift`` from 1 at iteration 0 to 0 at ``iterations`` (multiplier of the lr)."""
-    return lambda it: max(0.0, 1.0 - it / iterations)
+def linear_decay(iterations: int, start: float = 0.0) -> Callable[[int], float]:
+    """The lr multiplier: 1 until ``start`` · ``iterations``, then Chainer's ``LinearShift`` to 0 at
+    ``iterations`` (``start`` 0, the official schedule: the decay begins at iteration 0)."""
+    first = start * iterations  # the last iteration at the full lr
+    return lambda it: 1.0 if it <= first else max(0.0, 1.0 - (it - first) / (iterations - first))
 
 
 def real_levels(clips: Tensor, cfg: Config, draws: list[LayerDraw]) -> list[Tensor]:
@@ -179,7 +181,7 @@ class Trainer:
         self.generator_forward = torch.compile(self.generator) if cfg.train.compile else self.generator
         self.opt_g = make_optimizer(self.generator, cfg)
         self.opt_d = make_optimizer(self.discriminator, cfg)
-        decay = linear_decay(cfg.train.iterations)
+        decay = linear_decay(cfg.train.iterations, cfg.train.lr_decay_start)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
         self.joint_d_pass = cfg.train.d_joint_pass  # one D pass over reals and fakes (see discriminate)
