@@ -166,27 +166,22 @@ def test_adam_is_chainers_by_default_and_torchs_as_an_option(tiny_cfg, betas):
     assert gap > 1e-2 * cfg.train.lr
 
 
-def test_lr_decays_linearly_to_zero(tiny_cfg):
-    cfg = tiny_cfg(iterations=4)
+@pytest.mark.parametrize(
+    "iterations, decay_start, expected",
+    [
+        (4, 0.0, [0.75, 0.5, 0.25, 0.0]),  # official: linear from iteration 0
+        (8, 0.5, [1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0]),  # the full lr to iteration 4, then linear to 0
+    ],
+)
+def test_lr_holds_until_decay_start_then_decays_linearly_to_zero(tiny_cfg, iterations, decay_start, expected):
+    cfg = apply_overrides(tiny_cfg(iterations=iterations), {"train.lr_decay_start": decay_start})
     trainer = Trainer(cfg)
     clips, _ = _fixed_inputs(cfg, cfg.train.batch)
     lrs = []
-    for _ in range(4):
-        trainer.step(lambda: (clips, None))
-        lrs.append(trainer.read_stats()["lr"])
-    assert lrs == pytest.approx([0.75 * cfg.train.lr, 0.5 * cfg.train.lr, 0.25 * cfg.train.lr, 0.0])
-
-
-def test_lr_decay_start_holds_the_lr_then_decays_linearly_to_zero(tiny_cfg):
-    """``train.lr_decay_start=0.5`` of 8 iterations: the full lr to iteration 4, then 3/4, 1/2, 1/4, 0."""
-    cfg = apply_overrides(tiny_cfg(iterations=8), {"train.lr_decay_start": 0.5})
-    trainer = Trainer(cfg)
-    clips, _ = _fixed_inputs(cfg, cfg.train.batch)
-    lrs = []
-    for _ in range(8):
+    for _ in range(iterations):
         trainer.step(lambda: (clips, None))
         lrs.append(trainer.read_stats()["lr"] / cfg.train.lr)
-    assert lrs == pytest.approx([1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])
+    assert lrs == pytest.approx(expected)
 
 
 def test_statistics_are_means_over_the_window_since_the_last_read(tiny_cfg):
