@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -172,3 +173,19 @@ def test_memory_capacity_trains_each_n_and_plots_is_against_n(classifier_path, t
     line = is_axis.containers[0].lines[0]  # the error bar's data line
     assert list(line.get_xdata()) == [1, 4]
     assert list(line.get_ydata()) == pytest.approx([run["cls_is"] for run in runs])
+
+
+def test_class_breakdown_splits_the_nine_classes_into_shape_and_motion():
+    """Closed forms: every class once, one-hot → IS 9 = shape 3 × motion 3; one motion with the shapes
+    uniform per video → shape IS 1 (no video is sure of a shape), motion IS 1, the marginals exact."""
+    factor_scores = _script("class_breakdown").factor_scores
+    scores = factor_scores(np.eye(9))
+    assert [scores[k]["is"] for k in ("all", "shape", "motion")] == pytest.approx([9, 3, 3], rel=1e-6)
+    assert scores["shape"]["confidence"] == pytest.approx(1.0)
+    vertical = np.zeros((4, 9))
+    vertical[:, [1, 4, 7]] = 1 / 3  # label 3·shape + 1: vertical bounce, any shape
+    scores = factor_scores(vertical)
+    assert scores["shape"]["is"] == pytest.approx(1.0) and scores["motion"]["is"] == pytest.approx(1.0)
+    assert scores["shape"]["marginal"] == pytest.approx([1 / 3] * 3)
+    assert scores["motion"]["marginal"] == pytest.approx([0, 1, 0])
+    assert scores["shape"]["confidence"] == pytest.approx(1 / 3)

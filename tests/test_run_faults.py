@@ -118,6 +118,21 @@ def test_rerun_that_changes_the_maths_is_refused_and_accept_changes_is_logged(tm
     assert _loss_iterations(out) == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_run_recorded_before_a_field_existed_resumes_with_its_default(tmp_path, capsys):
+    """A config.yaml without ``train.r1_every`` (a run started before it existed) reads as the default 1:
+    the same command resumes, and asking for another value is refused naming the default as the old one."""
+    out = tmp_path / "run"
+    assert _train(capsys, out, 4, "--stop-after", "2")[0] == 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    del recorded["train"]["r1_every"]
+    (out / "config.yaml").write_text(yaml.safe_dump(recorded))
+    code, _, err = _train(capsys, out, 4, "train.r1_every=4")
+    assert code == 2 and "train.r1_every 1 → 4" in err
+    code, stdout, _ = _train(capsys, out, 4)
+    assert code == 0 and "resuming from ckpt-0000002.pt" in stdout
+    assert _loss_iterations(out) == [1, 2, 3, 4]
+
+
 def _video_folder(root: Path) -> Path:
     root.mkdir()
     rng = torch.Generator().manual_seed(0)

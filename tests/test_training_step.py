@@ -85,11 +85,9 @@ def _chainer_adam(params: list[torch.Tensor], grads: list[torch.Tensor], moments
         p.sub_(alpha_t * m / (v.sqrt() + eps))
 
 
-@pytest.mark.parametrize("dotted", [[], ["model.batch_strides=[1,2,2]", "model.crop_factors=[1,2,1]"]])
-def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
-    """The rewritten step's losses and gradients equal main's step math to 1e-10 (float64, same draws),
-    and its update is Chainer's Adam on those gradients."""
-    cfg = tiny_cfg(*dotted, batch=4)
+def _first_step_in_float64(cfg, lam: float):
+    """One float64 ``Trainer.step`` of batch 4 and ``_todays_step`` with λ_sum ``lam`` on the same inputs
+    and draws: (trainer, clips, its stats, its applied gradients, the initial (G, D), the reference)."""
     torch.manual_seed(0)
     trainer = Trainer(cfg, seed=5)
     trainer.generator.double()
@@ -100,10 +98,17 @@ def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
     draws, grads = _recording(trainer)
     trainer.step(lambda: (clips, None))
     stats = trainer.read_stats()
+    reference = _todays_step(copy.deepcopy(G0), copy.deepcopy(D0), cfg, clips, z, draws["real"][0],
+                             draws["fake"][0], lam)  # fmt: skip
+    return trainer, clips, stats, grads, (G0, D0), reference
 
-    losses, g_grads, d_grads = _todays_step(
-        G0, D0, cfg, clips, z, draws["real"][0], draws["fake"][0], 0.5 * 32 / 4
-    )
+
+@pytest.mark.parametrize("dotted", [[], ["model.batch_strides=[1,2,2]", "model.crop_factors=[1,2,1]"]])
+def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
+    """The rewritten step's losses and gradients equal main's step math to 1e-10 (float64, same draws),
+    and its update is Chainer's Adam on those gradients."""
+    cfg = tiny_cfg(*dotted, batch=4)
+    trainer, _, stats, grads, (G0, D0), (losses, g_grads, d_grads) = _first_step_in_float64(cfg, 0.5 * 32 / 4)
     for key, value in losses.items():
         assert stats[key] == pytest.approx(value, rel=1e-10, abs=1e-14), key
     assert stats["diverged"] == 0.0
@@ -120,6 +125,21 @@ def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
         _chainer_adam(params, [ref_grads[n] for n, _ in ref_module.named_parameters()], moments, 1, cfg)
         for (name, p), q in zip(module.named_parameters(), params):
             torch.testing.assert_close(p.detach(), q, rtol=1e-10, atol=1e-14, msg=name)
+
+
+def test_lazy_r1_applies_k_lambda_on_every_kth_d_step_only(tiny_cfg):
+    """``train.r1_every=3``: D step 1 is the official step with λ·3 (float64, same draws); steps 2 and 3
+    carry no R1 at all; step 4 has it again."""
+    cfg = tiny_cfg("train.r1_every=3", batch=4)
+    trainer, clips, stats, grads, _, (losses, _, d_grads) = _first_step_in_float64(cfg, 3 * 0.5 * 32 / 4)
+    assert stats["loss_gp"] == pytest.approx(losses["loss_gp"], rel=1e-10) and losses["loss_gp"] > 0
+    for name, ref in d_grads.items():
+        torch.testing.assert_close(grads["d"][name], ref, rtol=1e-10, atol=1e-14, msg=name)
+    penalties = []
+    for _ in range(3):
+        trainer.step(lambda: (clips, None))
+        penalties.append(trainer.read_stats()["loss_gp"])
+    assert penalties[0] == penalties[1] == 0.0 and penalties[2] > 0
 
 
 @pytest.mark.parametrize("betas", [(0.0, 0.9), (0.5, 0.99)])
@@ -303,9 +323,11 @@ def test_a_non_finite_gradient_skips_every_update_until_it_is_read(tiny_cfg):
     assert trainer.check_healthy() == "a non-finite gradient or loss"
 
 
-def test_resume_from_state_dict_is_bit_exact(tiny_cfg):
-    """Every stream (z on the device, the fake and real numpy draws) and Adam's state travel in the state."""
-    cfg = tiny_cfg("model.crop_factors=[1,2,1]")
+@pytest.mark.parametrize("dotted", [[], ["train.r1_every=3"]])
+def test_resume_from_state_dict_is_bit_exact(tiny_cfg, dotted):
+    """Every stream (z on the device, the fake and real numpy draws) and Adam's state travel in the state;
+    lazy R1 keeps its rhythm (D steps 1 and 4 here) across the resume."""
+    cfg = tiny_cfg("model.crop_factors=[1,2,1]", *dotted)
     clips, _ = _fixed_inputs(cfg, cfg.train.batch)
     straight = Trainer(cfg, seed=7)
     for _ in range(2):

@@ -6,6 +6,9 @@ Order inside an iteration (n_dis = 1):
   3. update G first, using that D(fake);
   4. detach the fakes (Chainer's ``unchain_backward``);
   5. update D with the *same* fake scores (computed before G's update) plus R1 on the real levels.
+With ``train.r1_every=k > 1`` R1 is applied on every k-th D step only (D steps 1, k+1, 2k+1, … counted
+from 1 over the whole run, so a resume keeps the rhythm), with λ·k; the other steps skip its gradient and
+double backward, and their reals need no gradient.
 With n_dis > 1, G is updated on the first inner step only; every inner step draws fresh reals and z.
 
 Step 4 is done without a second D forward: D runs once on detached copies of the fakes; the G loss is
@@ -186,6 +189,7 @@ class Trainer:
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
         self.joint_d_pass = cfg.train.d_joint_pass  # one D pass over reals and fakes (see discriminate)
         self.r1_lambda = r1_lambda_sum(cfg.train.r1_lambda, cfg.train.r1_reference_batch, cfg.train.batch)
+        self.r1_lambda *= cfg.train.r1_every  # lazy R1: λ·k on every k-th D step (0: R1 off)
         self.iteration = 0
         # Random streams: z (torch, on the device: no copy); the fakes' and the reals' subsampling draws
         self.rng_z = torch.Generator(self.device).manual_seed(seed * 1000 + 1)
@@ -250,9 +254,11 @@ class Trainer:
         for inner in range(n_dis):
             clips, labels = real_batch_to_device(*next_real(), self.device, cfg.model.n_classes)
             batch = clips.shape[0]
+            d_step = self.iteration * n_dis + inner + 1  # D's Adam step, 1-based over the run
+            with_r1 = self.r1_lambda > 0 and (d_step - 1) % cfg.train.r1_every == 0
             # 1. reals: S^D levels, leaves that require grad for R1
             real_draws = self._draws(batch, per_sample=True)
-            reals = [x.detach().requires_grad_(True) for x in real_levels(clips, cfg, real_draws)]
+            reals = [x.detach().requires_grad_(with_r1) for x in real_levels(clips, cfg, real_draws)]
             # 2. fakes: z ~ U(-1, 1); the same labels as the reals for conditional models
             z = self.sample_z(batch)
             fake_draws = self._draws(batch, per_sample=False)
@@ -278,13 +284,13 @@ class Trainer:
                 self._sums[:1].add_(loss_gen)
             # 4-5. D with the same fake scores, plus R1 (summed, λ scaled to the per-device batch)
             loss_dis = discriminator_loss(real_scores, fake_scores)
-            loss_gp = r1_penalty(real_scores, reals, self.r1_lambda)
+            loss_gp = r1_penalty(real_scores, reals, self.r1_lambda) if with_r1 else loss_dis.new_zeros(())
             self.opt_d.zero_grad(set_to_none=True)
             # only D's parameters: the image gradients of reals and fakes are not needed here
             with self.grad_sync_d:
                 (loss_dis + loss_gp).backward(inputs=list(D.parameters()))
             d_stats = torch.stack([loss_dis, loss_gp, real_scores.mean(), fake_scores.mean()]).detach()
-            self._adam_step(self.opt_d, D, self.iteration * n_dis + inner + 1, d_stats)
+            self._adam_step(self.opt_d, D, d_step, d_stats)
             self._sums[1:_CLEAN].add_(d_stats)
         self._sums[_CLEAN:].sub_(self.found_inf).add_(1.0)
         self.sched_g.step()
