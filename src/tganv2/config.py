@@ -143,7 +143,7 @@ class TrainConfig:
     r1_lambda: float = 0.5  # λ per device batch of 32, summed (reference §2.4)
     r1_reference_batch: int = 32  # λ_sum = r1_lambda * r1_reference_batch / batch (see docs)
     # R1 on every k-th D step only, with λ·k (StyleGAN2's lazy regularisation: the same expected penalty
-    # for a fraction of its double backward, ~27% of a demo-64 step); 1 = every step (official)
+    # for a fraction of its double backward, ~25% of a demo-64 step); 1 = every step (official)
     r1_every: int = 1
     seed: int = 1701
     precision: str = "fp32"  # fp32 | bf16
