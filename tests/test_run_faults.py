@@ -119,8 +119,9 @@ def test_rerun_that_changes_the_maths_is_refused_and_accept_changes_is_logged(tm
 
 
 def test_a_run_recorded_before_a_field_existed_resumes_with_its_default(tmp_path, capsys):
-    """A config.yaml without ``train.r1_every`` (a run started before it existed) reads as the default 1:
-    the same command resumes, and asking for another value is refused naming the default as the old one."""
+    """A config.yaml without ``train.r1_every`` (a run started before it existed) reads as the default 1
+    (``read_record`` passes it through ``config_from_dict``): the same command resumes, and asking for
+    another value is refused naming the default as the old one."""
     out = tmp_path / "run"
     assert _train(capsys, out, 4, "--stop-after", "2")[0] == 0
     recorded = yaml.safe_load((out / "config.yaml").read_text())

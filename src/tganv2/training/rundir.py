@@ -145,15 +145,9 @@ def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _recorded(record: RunRecord) -> dict[str, Any]:
-    """The record's flat config; a field it lacks (added to tganv2 after the run started) reads as its
-    default, which is always the behaviour before the field existed."""
-    return {**_flatten(config_to_dict(Config())), **_flatten(record.config)}
-
-
 def resume_changes(record: RunRecord, cfg: Config, fingerprint: dict[str, Any]) -> dict[str, tuple]:
     """``{field: (old, new)}`` for every maths-changing setting (and data fingerprint entry) that differs."""
-    old, new = _recorded(record), _flatten(config_to_dict(cfg))
+    old, new = _flatten(record.config), _flatten(config_to_dict(cfg))
     changes = {
         key: (old.get(key), new.get(key))
         for key in sorted(set(old) | set(new))
@@ -168,7 +162,7 @@ def resume_changes(record: RunRecord, cfg: Config, fingerprint: dict[str, Any]) 
 
 def free_changes(record: RunRecord, cfg: Config) -> dict[str, tuple]:
     """The ``RESUME_FREE`` settings that differ (recorded in the log, never refused)."""
-    old, new = _recorded(record), _flatten(config_to_dict(cfg))
+    old, new = _flatten(record.config), _flatten(config_to_dict(cfg))
     return {k: (old.get(k), new.get(k)) for k in sorted(RESUME_FREE) if old.get(k) != new.get(k)}
 
 
