@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--classifier", required=True, help="synthetic-data classifier .safetensors")
     p.add_argument("--n", type=int, default=256, help="generated videos per snapshot (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="z seed, as the periodic scores use (default: 0)")
-    p.add_argument("--weights", choices=["raw", "ema"], default=None, help="which copy of a checkpoint")
+    p.add_argument(
+        "--weights", choices=["raw", "ema"], default=None, help="which copy (default: EMA if present)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON record per snapshot instead")
     return p.parse_args(argv)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if classifier.n_classes != len(SHAPES) * len(MOTIONS):
             raise UserError(f"{args.classifier}: {classifier.n_classes} classes, expected the synthetic 9")
         for path in args.snapshots:
-            loaded = load_snapshot(path, weights=args.weights) if args.weights else load_snapshot(path)
+            loaded = load_snapshot(path, weights=args.weights)  # None: the EMA copy when the file has one
             _, probs, _ = generated_features(
                 loaded.model, classifier, args.n, 32, args.seed, classifier.frames
             )
