@@ -28,6 +28,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "model.n_frames": 8,
     "model.z_dim": 8,
     "model.ch": 2,
+    "model.min_block_ch": 0,  # demo-64's floor of 32 channels would dwarf the tiny widths
     "model.clstm_ch": 8,
     "model.d_ch": 2,
     "train.batch": 4,

@@ -122,6 +122,8 @@ CASES = [
     ("train-n-dis-0", lambda f: ["train", "train.n_dis=0"], 2, ["train.n_dis", ">= 1"]),
     ("train-r1-neg", lambda f: ["train", "train.r1_lambda=-1"], 2, ["train.r1_lambda", ">= 0"]),
     ("train-r1-every-0", lambda f: ["train", "train.r1_every=0"], 2, ["train.r1_every", ">= 1"]),
+    ("train-min-block-ch-neg", lambda f: ["train", "model.min_block_ch=-8"], 2, ["model.min_block_ch"]),
+    ("train-lr-dis-neg", lambda f: ["train", "train.lr_dis=-1e-4"], 2, ["train.lr_dis", ">= 0"]),
     ("train-keep-neg", lambda f: ["train", "train.keep_checkpoints=-1"], 2, ["train.keep_checkpoints"]),
     ("train-eval-every-neg", lambda f: ["train", "train.eval_every=-1"], 2, ["train.eval_every"]),
     ("train-workers-key-neg", lambda f: ["train", "data.num_workers=-1"], 2, ["data.num_workers"]),

@@ -41,6 +41,10 @@ def test_full_size_parameter_counts():
     ]  # fmt: skip
     assert [r.conv.in_channels for r in gen.renderers] == [128, 64, 32, 32]
     assert block_channels(32, 1024, 4) == [(1024, 512), (512, 256), (256, 128), (128, 64), (64, 32), (32, 32)]
+    # model.min_block_ch floors the widths after level 1 only; ch 32 already meets a floor of 32
+    assert block_channels(32, 1024, 4, min_block_ch=32) == block_channels(32, 1024, 4)
+    assert block_channels(8, 64, 3) == [(64, 128), (128, 64), (64, 32), (32, 16), (16, 8)]
+    assert block_channels(8, 64, 3, min_block_ch=32) == [(64, 128), (128, 64), (64, 32), (32, 32), (32, 32)]
 
 
 def test_faceforensics_counts_differ_only_in_fc():

@@ -187,21 +187,27 @@ def test_adam_is_chainers_by_default_and_torchs_as_an_option(tiny_cfg, betas):
 
 
 @pytest.mark.parametrize(
-    "iterations, decay_start, expected",
+    "iterations, decay_start, lr_dis, expected",
     [
-        (4, 0.0, [0.75, 0.5, 0.25, 0.0]),  # official: linear from iteration 0
-        (8, 0.5, [1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0]),  # the full lr to iteration 4, then linear to 0
+        (4, 0.0, 0.0, [0.75, 0.5, 0.25, 0.0]),  # official: linear from iteration 0, D at train.lr
+        (8, 0.5, 3e-3, [1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0]),  # the full lr to iteration 4, then linear to 0
     ],
 )
-def test_lr_holds_until_decay_start_then_decays_linearly_to_zero(tiny_cfg, iterations, decay_start, expected):
-    cfg = apply_overrides(tiny_cfg(iterations=iterations), {"train.lr_decay_start": decay_start})
+def test_lr_holds_until_decay_start_then_decays_linearly_to_zero(
+    tiny_cfg, iterations, decay_start, lr_dis, expected
+):
+    cfg = apply_overrides(
+        tiny_cfg(iterations=iterations), {"train.lr_decay_start": decay_start, "train.lr_dis": lr_dis}
+    )
     trainer = Trainer(cfg)
     clips, _ = _fixed_inputs(cfg, cfg.train.batch)
-    lrs = []
+    lrs, d_lrs = [], []
     for _ in range(iterations):
         trainer.step(lambda: (clips, None))
         lrs.append(trainer.read_stats()["lr"] / cfg.train.lr)
+        d_lrs.append(trainer.opt_d.param_groups[0]["lr"] / (lr_dis or cfg.train.lr))  # same schedule for D
     assert lrs == pytest.approx(expected)
+    assert d_lrs == pytest.approx(expected)
 
 
 def test_statistics_are_means_over_the_window_since_the_last_read(tiny_cfg):

@@ -57,6 +57,9 @@ class ModelConfig:
     z_dim: int = 256  # latent size; z ~ U(-1, 1)
     t_size: int = 3  # CLSTM grid size; level 1 is t_size·8 px, the final size t_size·64 with 4 levels
     ch: int = 32  # base width of the up-blocks
+    # Floor of the up-block widths after level 1 (ch·4 halving per level): 0 = ch, the official layout
+    # (ch 32: 64, 32, 32). A narrow demo G (ch 8) would otherwise draw its 64 px frames from 8 channels.
+    min_block_ch: int = 0
     clstm_ch: int = 1024  # ConvLSTM channels
     n_layers: int = 1  # stacked ConvLSTMs
     # ConvLSTM kernel. 3 is official. On a 1×1 grid (t_size 1) only the centre tap of a 3×3 kernel ever sees
@@ -133,6 +136,7 @@ class TrainConfig:
     batch: int = 32  # per-device batch at level 1 (global batch = batch * world size)
     iterations: int = 100_000  # linear lr decay reaches 0 here
     lr: float = 1e-4  # Adam alpha for G and D
+    lr_dis: float = 0.0  # Adam alpha for D alone (two time-scale updates); 0 = train.lr, the official rule
     lr_decay_start: float = 0.0  # fraction of the run at the full lr, then linear decay to 0 (0: official)
     betas: tuple[float, float] = (0.0, 0.9)
     adam_eps: float = 8e-8
@@ -179,7 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.lr_decay_start": 0.5, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.min_block_ch": 32, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.lr_decay_start": 0.5, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
     "small-64":          {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_kernel": 1, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 2e-4, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
 }
 # fmt: on
@@ -334,6 +338,8 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(
             f"model.clstm_kernel must be odd (a 'same'-padded square kernel), got {m.clstm_kernel}"
         )
+    if m.min_block_ch < 0:
+        raise ConfigError(f"model.min_block_ch must be >= 0 (0 = model.ch), got {m.min_block_ch}")
     if m.n_classes < 0:
         raise ConfigError(f"model.n_classes must be >= 0 (0 = unconditional), got {m.n_classes}")
     if not (math.isfinite(m.bn_eps) and m.bn_eps > 0):
@@ -409,6 +415,8 @@ def _validate_train(t: TrainConfig) -> None:
         raise ConfigError(f"train.seed must be in 0..4294967295, got {t.seed}")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+    if not (math.isfinite(t.lr_dis) and t.lr_dis >= 0):
+        raise ConfigError(f"train.lr_dis must be a finite number >= 0 (0 = train.lr), got {t.lr_dis}")
     if not 0 <= t.lr_decay_start < 1:  # also refuses nan
         raise ConfigError(f"train.lr_decay_start must be in [0, 1) (0 = official), got {t.lr_decay_start}")
     if not (math.isfinite(t.adam_eps) and t.adam_eps > 0):
@@ -506,6 +514,7 @@ def build_generator(cfg: Config):
         z_dim=m.z_dim,
         t_size=m.t_size,
         ch=m.ch,
+        min_block_ch=m.min_block_ch,
         clstm_ch=m.clstm_ch,
         n_layers=m.n_layers,
         clstm_kernel=m.clstm_kernel,

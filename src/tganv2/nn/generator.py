@@ -96,14 +96,15 @@ class Renderer(nn.Module):
         return torch.tanh(self.conv(F.relu(_norm(self.bn, h, y))))  # (B, 3, H, W)
 
 
-def block_channels(ch: int, clstm_ch: int, n_levels: int) -> list[tuple[int, int]]:
+def block_channels(ch: int, clstm_ch: int, n_levels: int, min_block_ch: int = 0) -> list[tuple[int, int]]:
     """(in, out) channels of the up-blocks: 3 before level 1, then one per further level.
 
-    With ch=32, clstm_ch=1024: 1024→512→256→128 | 128→64 | 64→32 | 32→32 (reference §1.5).
+    With ch=32, clstm_ch=1024: 1024→512→256→128 | 128→64 | 64→32 | 32→32 (reference §1.5). The blocks after
+    level 1 are at least ``min_block_ch`` wide (0: ch, the official floor).
     """
     widths = [clstm_ch, ch * 16, ch * 8, ch * 4]
     for level in range(2, n_levels + 1):
-        widths.append(max(ch * 4 >> (level - 1), ch))
+        widths.append(max(ch * 4 >> (level - 1), min_block_ch or ch))
     return list(zip(widths[:-1], widths[1:]))
 
 
@@ -114,6 +115,7 @@ class Generator(nn.Module):
         z_dim: int = 256,  # latent size, z ~ U(−1, 1)
         t_size: int = 3,  # CLSTM grid size; final resolution = t_size·64 (4 levels)
         ch: int = 32,  # base width of the up-blocks
+        min_block_ch: int = 0,  # floor of the widths after level 1 (0: ch, official)
         clstm_ch: int = 1024,  # ConvLSTM channels
         n_layers: int = 1,  # stacked ConvLSTMs
         clstm_kernel: int = 3,  # ConvLSTM kernel (3 official; 1 suits a 1×1 grid, see ModelConfig)
@@ -136,7 +138,7 @@ class Generator(nn.Module):
         self.render_level = render_level
         self.fc = lecun_normal_(nn.Linear(z_dim, t_size * t_size * clstm_ch))
         self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel, clstm_forget_bias)
-        channels = block_channels(ch, clstm_ch, self.n_levels)
+        channels = block_channels(ch, clstm_ch, self.n_levels, min_block_ch)
         self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
         self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:])
 
