@@ -205,7 +205,8 @@ def test_lr_holds_until_decay_start_then_decays_linearly_to_zero(
     for _ in range(iterations):
         trainer.step(lambda: (clips, None))
         lrs.append(trainer.read_stats()["lr"] / cfg.train.lr)
-        d_lrs.append(trainer.opt_d.param_groups[0]["lr"] / (lr_dis or cfg.train.lr))  # same schedule for D
+        d_lrs.append(trainer.opt_d.param_groups[0]["lr"] / cfg.train.lr_d)  # same schedule for D
+    assert cfg.train.lr_d == (lr_dis or cfg.train.lr)  # 0: D at train.lr
     assert lrs == pytest.approx(expected)
     assert d_lrs == pytest.approx(expected)
 

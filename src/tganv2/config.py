@@ -166,6 +166,11 @@ class TrainConfig:
     ema_half_life: float = 0.0
     ema_rampup: float = 0.05  # half-life ≤ ramp-up × samples seen so far (StyleGAN2-ADA); 0 = no ramp-up
 
+    @property
+    def lr_d(self) -> float:
+        """D's Adam alpha: ``lr_dis``, or ``lr`` when it is 0 (the official rule)."""
+        return self.lr_dis or self.lr
+
 
 @dataclass
 class Config:

@@ -82,11 +82,11 @@ _CLEAN = len(STATS)  # accumulator slot: iterations of this window that ended wi
 
 
 def make_optimizer(module: nn.Module, cfg: Config, lr: float | None = None) -> torch.optim.Adam:
-    """Adam(1e-4, β = (0, 0.9), eps 8e-8), as both official optimisers (``lr`` replaces train.lr); fused
-    (step counters are device tensors, and it takes ``found_inf``). The eps convention is applied per step
-    by ``adam_eps``."""
+    """Adam(1e-4, β = (0, 0.9), eps 8e-8), as both official optimisers (``lr``, if given, replaces
+    train.lr); fused (step counters are device tensors, and it takes ``found_inf``). The eps convention is
+    applied per step by ``adam_eps``."""
     t = cfg.train
-    lr = lr or t.lr
+    lr = t.lr if lr is None else lr
     return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(t.betas), eps=t.adam_eps, fused=True)
 
 
@@ -185,7 +185,7 @@ class Trainer:
         # --compile: only the generator's forward; never the D pass that R1 differentiates through
         self.generator_forward = torch.compile(self.generator) if cfg.train.compile else self.generator
         self.opt_g = make_optimizer(self.generator, cfg)
-        self.opt_d = make_optimizer(self.discriminator, cfg, cfg.train.lr_dis)  # 0: train.lr
+        self.opt_d = make_optimizer(self.discriminator, cfg, cfg.train.lr_d)
         decay = linear_decay(cfg.train.iterations, cfg.train.lr_decay_start)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
