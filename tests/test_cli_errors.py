@@ -123,6 +123,13 @@ CASES = [
     ("train-r1-neg", lambda f: ["train", "train.r1_lambda=-1"], 2, ["train.r1_lambda", ">= 0"]),
     ("train-r1-every-0", lambda f: ["train", "train.r1_every=0"], 2, ["train.r1_every", ">= 1"]),
     ("train-min-block-ch-neg", lambda f: ["train", "model.min_block_ch=-8"], 2, ["model.min_block_ch"]),
+    ("train-mbstd-1", lambda f: ["train", "model.d_mbstd_group=1"], 2, ["model.d_mbstd_group", ">= 2"]),
+    (
+        "train-mbstd-joint",
+        lambda f: ["train", "model.d_mbstd_group=4", "train.d_joint_pass=true"],
+        2,
+        ["model.d_mbstd_group", "train.d_joint_pass=false"],
+    ),
     ("train-lr-dis-neg", lambda f: ["train", "train.lr_dis=-1e-4"], 2, ["train.lr_dis", ">= 0"]),
     ("train-keep-neg", lambda f: ["train", "train.keep_checkpoints=-1"], 2, ["train.keep_checkpoints"]),
     ("train-eval-every-neg", lambda f: ["train", "train.eval_every=-1"], 2, ["train.eval_every"]),

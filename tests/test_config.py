@@ -73,6 +73,9 @@ def test_preset_specifics():
     demo = load_preset("demo-64")
     assert demo.model.resolution == 64 and demo.model.render_level == 3
     assert level_shapes(demo) == [(8, 16, 16, 16), (8, 8, 32, 32), (4, 4, 64, 64)]
+    # StyleGAN's minibatch std in the demo's D only; every paper preset keeps the official D
+    assert demo.model.d_mbstd_group == 4
+    assert all(load_preset(name).model.d_mbstd_group == 0 for name in PRESETS if name != "demo-64")
 
 
 def test_dotted_overrides_are_parsed_as_yaml_and_coerced():

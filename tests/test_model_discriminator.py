@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tganv2.nn.discriminator import (
     DisBlock,
+    MinibatchStd,
     MultiLevelDiscriminator,
     OptimizedDisBlock,
     VideoDiscriminator,
@@ -226,6 +227,53 @@ def test_projection_labels_change_scores():
     a = disc(x, torch.tensor([0, 0]))
     b = disc(x, torch.tensor([1, 2]))
     assert a.shape == (2, 1) and not torch.allclose(a, b)
+
+
+# --- minibatch standard deviation (StyleGAN's, not in the official model) ----------------------------
+
+
+def test_minibatch_std_feature_is_the_mean_population_std_of_each_contiguous_group():
+    # 4 videos of 2 values each, groups of 2: {v0, v1} and {v2, v3}
+    values = [[0.0, 2.0], [2.0, 6.0], [1.0, 1.0], [1.0, 5.0]]
+    x = torch.tensor(values, dtype=torch.float64).view(4, 2, 1, 1, 1)
+    out = MinibatchStd(2)(x)
+    assert out.shape == (4, 3, 1, 1, 1) and torch.equal(out[:, :2], x)
+    # group 1: per-feature stds |0−2|/2 = 1 and |2−6|/2 = 2; group 2: 0 and 2; each √(var + 1e-8)
+    first = ((1 + 1e-8) ** 0.5 + (4 + 1e-8) ** 0.5) / 2
+    second = (1e-8**0.5 + (4 + 1e-8) ** 0.5) / 2
+    expected = [first, first, second, second]
+    assert out[:, 2].reshape(-1).tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_minibatch_std_groups_do_not_mix_and_fall_back_to_the_gcd():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 2, 4, 4)
+    y = x.clone()
+    y[3:] = torch.randn(3, 3, 2, 4, 4)  # another second half
+    layer = MinibatchStd(4)  # gcd(6, 4) = 2: groups {0, 1}, {2, 3}, {4, 5}
+    a, b = layer(x)[:, -1], layer(y)[:, -1]
+    assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2:4], b[2:4])
+    # constant over (T, H, W) within a video, equal within a group
+    assert torch.equal(a, a[:, :1, :1, :1].expand_as(a)) and a[0, 0, 0, 0] == a[1, 0, 0, 0]
+    # identical videos in a group: the std is √1e-8
+    same = MinibatchStd(2)(x[:1].expand(2, -1, -1, -1, -1))
+    assert same[:, -1].max().item() == pytest.approx(1e-4, rel=1e-6)
+
+
+def test_minibatch_std_adds_one_input_channel_to_the_last_block_of_each_level():
+    # last DisBlock (8·ch → 16·ch): conv1 27·(8ch+1)² + (8ch+1); conv2 and the shortcut one more input each
+    ch = 4
+    plain = sum(p.numel() for p in MultiLevelDiscriminator(2, ch=ch).parameters())
+    with_std = sum(p.numel() for p in MultiLevelDiscriminator(2, ch=ch, mbstd_group=4).parameters())
+    c_in, c_out = 8 * ch, 16 * ch
+    per_level = (27 * ((c_in + 1) ** 2 - c_in**2) + 1) + 27 * c_out + c_out
+    assert with_std - plain == 2 * per_level
+    disc = VideoDiscriminator(3, ch=ch, mbstd_group=2)
+    x = torch.randn(4, 3, 4, 16, 16)
+    assert disc(x).shape == (4, 1)
+    # a batch of four copies of one video scores differently from that video among others: D sees the batch
+    copies = disc(x[:1].expand(4, -1, -1, -1, -1))
+    assert not torch.allclose(copies[0], disc(x)[0])
 
 
 def test_bf16_autocast_on_cpu_matches_fp32_for_single_frame_levels():

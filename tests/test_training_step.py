@@ -103,7 +103,10 @@ def _first_step_in_float64(cfg, lam: float):
     return trainer, clips, stats, grads, (G0, D0), reference
 
 
-@pytest.mark.parametrize("dotted", [[], ["model.batch_strides=[1,2,2]", "model.crop_factors=[1,2,1]"]])
+@pytest.mark.parametrize(
+    "dotted",
+    [[], ["model.batch_strides=[1,2,2]", "model.crop_factors=[1,2,1]"], ["model.d_mbstd_group=2"]],
+)
 def test_step_equals_todays_step_in_float64(tiny_cfg, dotted):
     """The rewritten step's losses and gradients equal main's step math to 1e-10 (float64, same draws),
     and its update is Chainer's Adam on those gradients."""

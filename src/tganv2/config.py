@@ -77,6 +77,9 @@ class ModelConfig:
     bn_eps: float = 2e-5  # Chainer's BatchNormalization eps
     # --- discriminator (reference.md §2) ---
     d_ch: int = 64  # width of the first 3D ResNet block (64-128-256-512-1024)
+    # StyleGAN's minibatch standard deviation before D's last block, over groups of this many videos
+    # (nn.discriminator.MinibatchStd); 0 = off, the official D
+    d_mbstd_group: int = 0
 
     @property
     def n_levels(self) -> int:
@@ -188,7 +191,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "faceforensics-256": {"model.t_size": 4, "model.batch_strides": [2, 2, 2], "data.xmargin": 0, "data.xflip": False, "train.batch": 16},  # noqa: E501
     "batch-only":        {"model.frame_strides": [1, 1, 1], "model.batch_strides": [2, 2, 2]},
     "no-subsampling":    {"model.frame_strides": [1, 1, 1], "model.batch_strides": [1, 1, 1]},
-    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.min_block_ch": 32, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 16, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.lr_decay_start": 0.5, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
+    "demo-64":           {"model.t_size": 2, "model.frame_strides": [2, 2], "model.batch_strides": [1, 2], "model.crop_factors": [1, 1], "model.render_level": 3, "model.ch": 8, "model.min_block_ch": 32, "model.clstm_ch": 64, "model.clstm_forget_bias": 1.0, "model.d_ch": 16, "model.d_mbstd_group": 4, "model.z_dim": 64, "train.batch": 8, "train.lr": 5e-4, "train.lr_decay_start": 0.5, "train.iterations": 800, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
     "small-64":          {"model.t_size": 1, "model.ch": 8, "model.clstm_ch": 64, "model.clstm_kernel": 1, "model.d_ch": 8, "model.z_dim": 64, "train.batch": 8, "train.lr": 2e-4, "train.iterations": 600, "train.checkpoint_every": 200, "train.sample_every": 200, "train.log_every": 20, "data.xmargin": 0, "data.num_workers": 0},  # noqa: E501
 }
 # fmt: on
@@ -347,6 +350,8 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.min_block_ch must be >= 0 (0 = model.ch), got {m.min_block_ch}")
     if m.n_classes < 0:
         raise ConfigError(f"model.n_classes must be >= 0 (0 = unconditional), got {m.n_classes}")
+    if m.d_mbstd_group < 0 or m.d_mbstd_group == 1:
+        raise ConfigError(f"model.d_mbstd_group must be 0 (off) or >= 2 videos, got {m.d_mbstd_group}")
     if not (math.isfinite(m.bn_eps) and m.bn_eps > 0):
         raise ConfigError(f"model.bn_eps must be a finite number > 0, got {m.bn_eps}")
     if not math.isfinite(m.clstm_forget_bias):
@@ -397,6 +402,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"train.batch × model.n_frames × model.t_size² must be >= 2 (the generator's BatchNorm needs "
             f"more than one value per channel), got {cfg.train.batch} × {m.n_frames} × {m.t_size}²"
+        )
+    if m.d_mbstd_group and cfg.train.d_joint_pass:
+        raise ConfigError(
+            "model.d_mbstd_group needs train.d_joint_pass=false (a joint pass would group reals with fakes)"
         )
     reduction = subsampling.batch_reductions(m.batch_strides)[-1]
     if cfg.train.batch % reduction:
@@ -538,5 +547,9 @@ def build_generator(cfg: Config):
 def build_discriminator(cfg: Config):
     m = cfg.model
     return MultiLevelDiscriminator(
-        n_levels=m.n_levels, in_channels=m.out_channels, ch=m.d_ch, n_classes=m.n_classes
+        n_levels=m.n_levels,
+        in_channels=m.out_channels,
+        ch=m.d_ch,
+        n_classes=m.n_classes,
+        mbstd_group=m.d_mbstd_group,
     )

@@ -41,11 +41,7 @@ def model_summary(cfg: Config, batch: int | None = None) -> dict:
         levels = generator.train()(z, y, draws=draws)
         block_shapes: list[list[list[int]]] = []
         for level_d, video in zip(discriminator.levels, levels):
-            shapes, h = [], video
-            for block in level_d.blocks:
-                h = block(h)
-                shapes.append(list(h.shape[1:]))  # (C, T, H, W)
-            block_shapes.append(shapes)
+            block_shapes.append([list(h.shape[1:]) for h in level_d.block_outputs(video)])  # (C, T, H, W)
         out = generator.eval()(z[:1], None if y is None else y[:1])
     return {
         "preset": cfg.preset,
@@ -60,6 +56,7 @@ def model_summary(cfg: Config, batch: int | None = None) -> dict:
             "parameters": _count(discriminator),
             "per_level": [_count(d) for d in discriminator.levels],
             "block_shapes": block_shapes,  # per level, per block: (C, T, H, W)
+            "mbstd_group": cfg.model.d_mbstd_group,  # 0: the official D (no minibatch std)
         },
         "batch": batch,
         # (batch, frames, height, width) of each level video in training
@@ -82,6 +79,11 @@ def print_summary(info: dict) -> None:
     console.print(
         f"discriminator parameters {d['parameters']:>14,}  ({len(d['per_level'])} levels × "
         f"{d['per_level'][0]:,})"
+        + (
+            f"; minibatch std over groups of {d['mbstd_group']} before the last block"
+            if d["mbstd_group"]
+            else ""
+        )
     )
     table = Table(title=f"training levels (batch {info['batch']} at level 1)")
     for col in ("level", "batch", "frames", "height", "width", "D block outputs (C, T, H, W)"):

@@ -2,6 +2,7 @@
 
 One independent sub-discriminator per level; level scores ``(N_l, 1)`` are concatenated along the batch
 axis into ``(ΣN_l, 1)`` with no per-level weights. No normalisation of any kind.
+``mbstd_group > 0`` adds StyleGAN's minibatch standard deviation before the last block (not official).
 
 The downsample rule is copied exactly (§2.1): an average pool applied to each of T, H, W with kernel 2 if
 that axis is longer than 1 (else 1), padding 1 on both sides if the length is odd (else 0), stride = kernel,
@@ -11,6 +12,7 @@ and padded zeros counted in the average. So length 3 → 2, and a length-1 axis 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,14 @@ from torch import Tensor, nn
 
 from .init import glorot_uniform_
 
-__all__ = ["downsample", "OptimizedDisBlock", "DisBlock", "VideoDiscriminator", "MultiLevelDiscriminator"]
+__all__ = [
+    "downsample",
+    "OptimizedDisBlock",
+    "DisBlock",
+    "MinibatchStd",
+    "VideoDiscriminator",
+    "MultiLevelDiscriminator",
+]
 
 
 def downsample(x: Tensor) -> Tensor:
@@ -91,6 +100,31 @@ class DisBlock(nn.Module):
         return downsample(h) + downsample(self.shortcut(x))
 
 
+class MinibatchStd(nn.Module):
+    """StyleGAN's minibatch standard deviation as one extra channel (Karras et al. 2018, §3).
+
+    The batch splits into contiguous groups of ``gcd(N, group_size)`` videos. Within each group, the
+    standard deviation of every feature (over the group's videos) is averaged over (C, T, H, W) into one
+    number, broadcast as a constant channel to the group's videos. A generator that draws the same thing
+    for every z then shows D a 0 there, which real batches never have: a push towards variety.
+    ``(N, C, T, H, W)`` → ``(N, C + 1, T, H, W)``. Contiguous groups keep reals and fakes apart as long as
+    each is passed on its own (``train.d_joint_pass`` is refused with it).
+    """
+
+    def __init__(self, group_size: int) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, t, h, w = x.shape
+        g = math.gcd(n, self.group_size)
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 → fp32 for the variance
+        grouped = x.to(stat_dtype).reshape(n // g, g, -1)  # (groups, g, C·T·H·W)
+        std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=1)  # (groups,)
+        feature = std.to(x.dtype).repeat_interleave(g).reshape(n, 1, 1, 1, 1).expand(n, 1, t, h, w)
+        return torch.cat([x, feature], dim=1)
+
+
 class VideoDiscriminator(nn.Module):
     """One level: OptimizedDisBlock + 4 DisBlocks (ch·1…16), ReLU, sum over T·H·W, Linear → 1."""
 
@@ -99,21 +133,31 @@ class VideoDiscriminator(nn.Module):
         in_channels: int = 3,  # RGB
         ch: int = 64,  # width of the first block; doubles per block up to 16·ch
         n_classes: int = 0,  # > 0: projection term <embed(y), h> (not in the official model)
+        mbstd_group: int = 0,  # > 0: MinibatchStd before the last block (not in the official model)
     ) -> None:
         super().__init__()
         widths = [ch, ch * 2, ch * 4, ch * 8, ch * 16]
+        extra = [0, 0, 0, 1 if mbstd_group > 0 else 0]  # the last DisBlock's input gets the std channel
         self.blocks = nn.ModuleList([OptimizedDisBlock(in_channels, widths[0])])
-        self.blocks.extend(DisBlock(i, o) for i, o in zip(widths[:-1], widths[1:]))
+        self.blocks.extend(DisBlock(i + e, o) for i, o, e in zip(widths[:-1], widths[1:], extra))
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None
         self.linear = glorot_uniform_(nn.Linear(widths[-1], 1), 1.0)
         self.embed = nn.Embedding(n_classes, widths[-1]) if n_classes > 0 else None
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
 
+    def block_outputs(self, x: Tensor) -> Iterator[Tensor]:
+        """Each block's output in turn, ``(N, C_k, T_k, H_k, W_k)``, from ``x`` ``(N, C, T, H, W)``."""
+        h = x
+        for k, block in enumerate(self.blocks):
+            if self.mbstd is not None and k == len(self.blocks) - 1:
+                h = self.mbstd(h)  # (N, 8·ch + 1, T_k, H_k, W_k)
+            h = block(h)
+            yield h
+
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x: ``(N, C, T, H, W)`` → scores ``(N, 1)``."""
-        h = x
-        for block in self.blocks:
-            h = block(h)
+        *_, h = self.block_outputs(x)  # (N, 16·ch, T', H', W')
         h = F.relu(h).sum(dim=(2, 3, 4))  # (N, 16·ch): ReLU then *sum* pooling
         out = self.linear(h)
         if self.embed is not None and y is not None:
@@ -128,9 +172,12 @@ class MultiLevelDiscriminator(nn.Module):
         in_channels: int = 3,  # RGB
         ch: int = 64,  # first-block width of every level
         n_classes: int = 0,  # > 0: projection discriminator
+        mbstd_group: int = 0,  # > 0: minibatch standard deviation in every level (MinibatchStd)
     ) -> None:
         super().__init__()
-        self.levels = nn.ModuleList(VideoDiscriminator(in_channels, ch, n_classes) for _ in range(n_levels))
+        self.levels = nn.ModuleList(
+            VideoDiscriminator(in_channels, ch, n_classes, mbstd_group) for _ in range(n_levels)
+        )
 
     def forward(self, videos: list[Tensor], labels: list[Tensor] | None = None) -> Tensor:
         """videos: one ``(N_l, C, T_l, H_l, W_l)`` per level → ``(ΣN_l, 1)``, levels in order."""
