@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import TINY_OVERRIDES
@@ -189,3 +190,18 @@ def test_class_breakdown_splits_the_nine_classes_into_shape_and_motion():
     assert scores["shape"]["marginal"] == pytest.approx([1 / 3] * 3)
     assert scores["motion"]["marginal"] == pytest.approx([0, 1, 0])
     assert scores["shape"]["confidence"] == pytest.approx(1 / 3)
+
+
+def test_sample_figure_tiles_every_kth_frame_row_by_row():
+    """``benchmarks/sample_figure.py``'s tiling: tile (i, j) is video i's frame j·stride, upscaled by
+    nearest neighbour and mapped to uint8 like the previews, with black gaps between the tiles."""
+    tile_rows, gap = _script("sample_figure").tile_rows, _script("sample_figure").GAP
+    videos = torch.linspace(-1, 0.99, 2 * 3 * 6 * 2 * 2).reshape(2, 3, 6, 2, 2)  # (N, C, T, H, W)
+    image = tile_rows(videos, stride=2, scale=3)
+    h = w = 2 * 3
+    assert image.shape == (2 * h + gap, 3 * w + 2 * gap, 3)  # 2 rows, frames 0, 2, 4
+    i, j = 1, 2  # video 1, frame 4
+    tile = image[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w]
+    expected = (videos[1, :, 4].permute(1, 2, 0) * 128 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    assert np.array_equal(tile[::3, ::3], expected) and np.array_equal(tile[2::3, 2::3], expected)
+    assert not image[h : h + gap].any() and not image[:, w : w + gap].any()

@@ -123,6 +123,7 @@ CASES = [
     ("train-r1-neg", lambda f: ["train", "train.r1_lambda=-1"], 2, ["train.r1_lambda", ">= 0"]),
     ("train-r1-every-0", lambda f: ["train", "train.r1_every=0"], 2, ["train.r1_every", ">= 1"]),
     ("train-min-block-ch-neg", lambda f: ["train", "model.min_block_ch=-8"], 2, ["model.min_block_ch"]),
+    ("train-build-blocks-0", lambda f: ["train", "model.build_blocks=0"], 2, ["model.build_blocks", "1..3"]),
     ("train-mbstd-1", lambda f: ["train", "model.d_mbstd_group=1"], 2, ["model.d_mbstd_group", ">= 2"]),
     (
         "train-mbstd-joint",
@@ -406,15 +407,24 @@ def test_version_prints_the_package_version():
     assert result.returncode == 0 and result.stdout.strip() == f"tganv2 {__version__}"
 
 
-def test_the_command_sets_the_passive_wait_policy_before_torch_loads():
-    """libgomp reads OMP_WAIT_POLICY once, when torch loads: ``tganv2.cli`` must set it before any import of
-    torch (issue 12 §8), and a user's own setting must win."""
+@pytest.mark.parametrize(
+    "user, expected",
+    [
+        ({}, ["PASSIVE", "10000"]),  # neither set: PASSIVE, and libgomp's short spin that overrides it
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, ["ACTIVE", "None"]),  # the user's policy, with its own spin count
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, ["PASSIVE", "None"]),  # a spin count would override their PASSIVE
+        ({"GOMP_SPINCOUNT": "0"}, ["None", "0"]),
+    ],
+)
+def test_the_command_sets_the_wait_policy_before_torch_loads(user, expected):
+    """libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when torch loads: ``tganv2.cli`` must set them
+    before any import of torch (issue 12 §8), and a user's own setting of either must win."""
     probe = (
-        "import os, sys; import tganv2.cli; print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
+        "import os, sys; import tganv2.cli; "
+        "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "PASSIVE"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "ACTIVE"]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, **user}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", *expected]

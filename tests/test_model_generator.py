@@ -45,6 +45,36 @@ def test_full_size_parameter_counts():
     assert block_channels(32, 1024, 4, min_block_ch=32) == block_channels(32, 1024, 4)
     assert block_channels(8, 64, 3) == [(64, 128), (128, 64), (64, 32), (32, 16), (16, 8)]
     assert block_channels(8, 64, 3, min_block_ch=32) == [(64, 128), (128, 64), (64, 32), (32, 32), (32, 32)]
+    # model.build_blocks keeps the last build blocks: 2 → clstm→ch·8→ch·4, 1 → clstm→ch·4 (the port's layout)
+    assert block_channels(8, 64, 3, build_blocks=2) == [(64, 64), (64, 32), (32, 16), (16, 8)]
+    assert block_channels(8, 32, 3, min_block_ch=32, build_blocks=1) == [(32, 32), (32, 32), (32, 32)]
+
+
+@pytest.mark.parametrize("t_size, build_blocks", [(2, 3), (4, 2), (8, 1)])
+def test_build_blocks_keep_the_level_sizes(tiny_cfg, t_size, build_blocks):
+    """A t×t grid with k build blocks renders level 1 at t·2^k px: 16/32/64 px for 2×2·8, 4×4·4 and 8×8·2.
+
+    Renderer l reads block (k + l − 1)'s output; the parameter count is the closed form of the layout."""
+    cfg = tiny_cfg(
+        preset="demo-64", t_size=t_size, build_blocks=build_blocks, clstm_ch=16, ch=2, min_block_ch=4, z_dim=8
+    )
+    gen = build_generator(cfg).train()
+    levels = gen(gen.make_z(4), rng=_rng())
+    assert _video_shapes(levels) == level_shapes(cfg) == [(4, 8, 16, 16), (4, 4, 32, 32), (2, 2, 64, 64)]
+    assert gen.level1_size == cfg.model.level1_size == 16
+    assert gen.eval()(gen.make_z(2)).shape == (2, 3, 8, 64, 64)
+    channels = block_channels(2, 16, 3, 4, build_blocks)
+    assert len(gen.blocks) == build_blocks + 2
+    assert [r.conv.in_channels for r in gen.renderers] == [o for _, o in channels[build_blocks - 1 :]]
+
+    def up_block(i: int, o: int) -> int:  # conv1, conv2, 1×1 shortcut (with biases), 2 BNs (γ, β)
+        return 9 * i * o + o + 9 * o * o + o + i * o + o + 2 * i + 2 * o
+
+    fc = (8 + 1) * t_size * t_size * 16
+    clstm = 2 * 9 * 16 * 64 + 64  # w_x (with bias) and w_h, 16 → 4·16 channels
+    renderers = sum(2 * o + 9 * o * 3 + 3 for _, o in channels[build_blocks - 1 :])
+    expected = fc + clstm + sum(up_block(i, o) for i, o in channels) + renderers
+    assert sum(p.numel() for p in gen.parameters()) == expected
 
 
 def test_faceforensics_counts_differ_only_in_fc():

@@ -13,11 +13,16 @@ import importlib
 import os
 import sys
 
-# On a busy machine, OpenMP threads that spin while they wait for a core slow CPU training many times
-# over (docs/benchmarks.md, "load"). libgomp reads its wait policy once, when torch loads, so it is set
-# here, before any module of the command imports torch; a user's own setting wins.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How OpenMP threads wait at the end of each parallel region (docs/benchmarks.md, "the OpenMP wait
+# policy"). Threads that sleep at once (PASSIVE) pay a wake-up at every region: a demo step on an idle
+# 2-core box takes 1.28x as long as with a short spin. Spinning threads slow a step many times over when
+# another job holds a core they need; `tganv2 train`'s default thread count leaves the cores that are busy
+# at its start alone. So: PASSIVE, and for libgomp (Linux torch), whose GOMP_SPINCOUNT overrides the
+# policy, a short spin first. The runtime reads both once, when torch loads, so they are set here, before
+# any module of the command imports torch; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if "torch" not in sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = "10000"  # spins (not a time); 1,000 is too few (docs/benchmarks.md)
 
 from . import __version__
 from .arguments import Parser

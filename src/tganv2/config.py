@@ -56,6 +56,10 @@ class ModelConfig:
     n_frames: int = 16  # frames at level 1 in training (and at inference unless overridden)
     z_dim: int = 256  # latent size; z ~ U(-1, 1)
     t_size: int = 3  # CLSTM grid size; level 1 is t_size·8 px, the final size t_size·64 with 4 levels
+    # Up-blocks between the ConvLSTM and level 1 (3 official); level 1 is t_size·2^build_blocks px. Fewer
+    # blocks on a larger grid (e.g. 1 block on 8×8 for 16 px) keep positions in the ConvLSTM's map, as the
+    # PyTorch port's Moving-MNIST run (4×4 grid, one build block)
+    build_blocks: int = 3
     ch: int = 32  # base width of the up-blocks
     # Floor of the up-block widths after level 1 (ch·4 halving per level): 0 = ch, the official layout
     # (ch 32: 64, 32, 32). A narrow demo G (ch 8) would otherwise draw its 64 px frames from 8 channels.
@@ -86,9 +90,14 @@ class ModelConfig:
         return len(self.frame_strides) + 1
 
     def render_size(self, level: int | None = None) -> int:
-        """Frame side of ``level`` (default ``render_level``) at inference: t_size·8·2^(level − 1)."""
+        """Frame side of ``level`` (default ``render_level``) at inference: level 1's side ·2^(level − 1)."""
         level = self.render_level if level is None else level
-        return self.t_size * 8 * 2 ** (level - 1)
+        return self.level1_size * 2 ** (level - 1)
+
+    @property
+    def level1_size(self) -> int:
+        """Frame side of level 1: the ConvLSTM grid (t_size) doubled by each build block (t_size·8)."""
+        return self.t_size * 2**self.build_blocks
 
     @property
     def resolution(self) -> int:
@@ -98,12 +107,12 @@ class ModelConfig:
     def level_plan(self, batch: int) -> list[LevelShape]:
         """``(batch, frames, size)`` of each training level, fakes and reals alike (``level_plan``)."""
         return subsampling.level_plan(
-            batch, self.n_frames, self.t_size * 8, self.frame_strides, self.batch_strides, self.crop_factors
+            batch, self.n_frames, self.level1_size, self.frame_strides, self.batch_strides, self.crop_factors
         )
 
     @property
     def level_sizes(self) -> list[int]:
-        """Training frame size of each level: t_size·8, then each subsampling layer crops 1/c and doubles."""
+        """Training frame size of each level: level1_size, then each subsampling layer crops 1/c, doubles."""
         return [level.size for level in self.level_plan(1)]
 
     def layer_draws(self, batch: int, rng: np.random.Generator, reals: bool = False) -> list[LayerDraw]:
@@ -346,6 +355,8 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(
             f"model.clstm_kernel must be odd (a 'same'-padded square kernel), got {m.clstm_kernel}"
         )
+    if not 1 <= m.build_blocks <= 3:
+        raise ConfigError(f"model.build_blocks must be in 1..3 (3 = official), got {m.build_blocks}")
     if m.min_block_ch < 0:
         raise ConfigError(f"model.min_block_ch must be >= 0 (0 = model.ch), got {m.min_block_ch}")
     if m.n_classes < 0:
@@ -527,6 +538,7 @@ def build_generator(cfg: Config):
         n_frames=m.n_frames,
         z_dim=m.z_dim,
         t_size=m.t_size,
+        build_blocks=m.build_blocks,
         ch=m.ch,
         min_block_ch=m.min_block_ch,
         clstm_ch=m.clstm_ch,

@@ -13,9 +13,9 @@ subsampling layers (``tganv2.config.ABLATIONS``: ``frame+batch``, ``frame-only``
 
 Everything runs on the ``meta`` device: the real modules, no memory, no arithmetic, deterministic.
 
-Level attribution: generator level 1 is fc + ConvLSTM + up-blocks 1-3 + renderer 1; level l ≥ 2 is the
-up-block that produces level l's abstract map plus renderer l (the subsampling layer in front of it adds
-no FLOPs). Discriminator level l is sub-discriminator l.
+Level attribution: generator level 1 is fc + ConvLSTM + the build up-blocks (3 official) + renderer 1; level
+l ≥ 2 is the up-block that produces level l's abstract map plus renderer l (the subsampling layer in front of
+it adds no FLOPs). Discriminator level l is sub-discriminator l.
 
 Official cost table (pfnet-research/tgan2 ``figure/gflops.tsv``, ``figure/memory.tsv``): G rows are the
 192 px generator, D rows the 256 px model's level inputs, all a forward pass at batch 4. Its conventions,
@@ -170,10 +170,12 @@ def _level_flops(counter: FlopCounterMode, n_levels: int) -> list[int]:
 
 
 def _generator_level_modules(generator: nn.Module) -> list[list[nn.Module]]:
-    """Level 1: fc, ConvLSTM, blocks 1-3, renderer 1. Level l ≥ 2: block l+2 and renderer l."""
-    levels = [[generator.fc, generator.clstm, *generator.blocks[:3], generator.renderers[0]]]
+    """Level 1: fc, ConvLSTM, the build blocks (3 official), renderer 1. Level l ≥ 2: the next block and
+    renderer l."""
+    k = generator.build_blocks
+    levels = [[generator.fc, generator.clstm, *generator.blocks[:k], generator.renderers[0]]]
     for level in range(2, generator.n_levels + 1):
-        levels.append([generator.blocks[level + 1], generator.renderers[level - 1]])
+        levels.append([generator.blocks[k + level - 2], generator.renderers[level - 1]])
     return levels
 
 

@@ -1,7 +1,7 @@
 """The multi-level TGANv2 generator (reference.md §1; official ``MultiTGANCLSTMGenerator``).
 
     z ~ U(−1, 1)^z_dim → fc → reshape (N, C, t, t) → ConvLSTM (T steps, fc(z) at t = 0, zeros after)
-      → fold frames into the batch (N·T, C, t, t) → 3 up-blocks → render level 1
+      → fold frames into the batch (N·T, C, t, t) → 3 "build" up-blocks (``build_blocks``) → render level 1
       → [subsample → up-block → render level l] for l = 2..L
 
 Training mode returns the list of level videos ``(N_l, 3, T_l, H_l, W_l)``; each render is a side branch
@@ -96,13 +96,16 @@ class Renderer(nn.Module):
         return torch.tanh(self.conv(F.relu(_norm(self.bn, h, y))))  # (B, 3, H, W)
 
 
-def block_channels(ch: int, clstm_ch: int, n_levels: int, min_block_ch: int = 0) -> list[tuple[int, int]]:
-    """(in, out) channels of the up-blocks: 3 before level 1, then one per further level.
+def block_channels(
+    ch: int, clstm_ch: int, n_levels: int, min_block_ch: int = 0, build_blocks: int = 3
+) -> list[tuple[int, int]]:
+    """(in, out) channels of the up-blocks: ``build_blocks`` before level 1, then one per further level.
 
-    With ch=32, clstm_ch=1024: 1024→512→256→128 | 128→64 | 64→32 | 32→32 (reference §1.5). The blocks after
-    level 1 are at least ``min_block_ch`` wide (0: ch, the official floor).
+    With ch=32, clstm_ch=1024: 1024→512→256→128 | 128→64 | 64→32 | 32→32 (reference §1.5). Fewer build
+    blocks keep the last ones (2: clstm_ch→ch·8→ch·4; 1: clstm_ch→ch·4, the PyTorch port's Moving-MNIST
+    layout). The blocks after level 1 are at least ``min_block_ch`` wide (0: ch, the official floor).
     """
-    widths = [clstm_ch, ch * 16, ch * 8, ch * 4]
+    widths = [clstm_ch, *[ch * 16, ch * 8, ch * 4][3 - build_blocks :]]
     for level in range(2, n_levels + 1):
         widths.append(max(ch * 4 >> (level - 1), min_block_ch or ch))
     return list(zip(widths[:-1], widths[1:]))
@@ -113,7 +116,8 @@ class Generator(nn.Module):
         self,
         n_frames: int = 16,  # frames at level 1 in training; default length at inference
         z_dim: int = 256,  # latent size, z ~ U(−1, 1)
-        t_size: int = 3,  # CLSTM grid size; final resolution = t_size·64 (4 levels)
+        t_size: int = 3,  # CLSTM grid size; level 1 is t_size·2^build_blocks px (official: t_size·8)
+        build_blocks: int = 3,  # up-blocks between the ConvLSTM and level 1 (1..3; 3 official)
         ch: int = 32,  # base width of the up-blocks
         min_block_ch: int = 0,  # floor of the widths after level 1 (0: ch, official)
         clstm_ch: int = 1024,  # ConvLSTM channels
@@ -130,7 +134,9 @@ class Generator(nn.Module):
         bn_eps: float = 2e-5,  # Chainer's BN eps
     ) -> None:
         super().__init__()
-        self.n_frames, self.z_dim, self.t_size = n_frames, z_dim, t_size
+        if not 1 <= build_blocks <= 3:
+            raise ValueError(f"build_blocks must be in 1..3, got {build_blocks}")
+        self.n_frames, self.z_dim, self.t_size, self.build_blocks = n_frames, z_dim, t_size, build_blocks
         self.clstm_ch, self.n_classes = clstm_ch, n_classes
         self.frame_strides, self.batch_strides = list(frame_strides), list(batch_strides)
         self.crop_factors, self.use_avg_pooling = list(crop_factors), use_avg_pooling
@@ -138,9 +144,15 @@ class Generator(nn.Module):
         self.render_level = render_level
         self.fc = lecun_normal_(nn.Linear(z_dim, t_size * t_size * clstm_ch))
         self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel, clstm_forget_bias)
-        channels = block_channels(ch, clstm_ch, self.n_levels, min_block_ch)
+        channels = block_channels(ch, clstm_ch, self.n_levels, min_block_ch, build_blocks)
         self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
-        self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for _, o in channels[2:])
+        renderer_inputs = [o for _, o in channels[build_blocks - 1 :]]  # level 1's, then one per next level
+        self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for o in renderer_inputs)
+
+    @property
+    def level1_size(self) -> int:
+        """Frame side of level 1: the ConvLSTM grid doubled by each build block."""
+        return self.t_size * 2**self.build_blocks
 
     def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """z ~ U(−1, 1)^(n × z_dim), float32, drawn from ``generator`` on its own device (CPU by default;
@@ -186,7 +198,7 @@ class Generator(nn.Module):
         if self.training:
             # validates the frame count: every layer must keep the same frames for any offset
             level_plan(
-                n, n_frames, self.t_size * 8, self.frame_strides, self.batch_strides, self.crop_factors
+                n, n_frames, self.level1_size, self.frame_strides, self.batch_strides, self.crop_factors
             )
             if draws is not None and len(draws) != self.n_levels - 1:
                 raise ValueError(f"draws must hold {self.n_levels - 1} LayerDraws, got {len(draws)}")
@@ -195,14 +207,14 @@ class Generator(nn.Module):
         t = n_frames
         h = h.reshape(n * t, *h.shape[2:])  # (N·T, C, t, t), sample-major then time
         y_frames = _per_frame(y, t)  # (N·T,) or None
-        for block in self.blocks[:3]:
+        for block in self.blocks[: self.build_blocks]:
             h = block(h, y_frames)
 
         if not self.training:
             level = render_level or self.render_level
             if not 1 <= level <= self.n_levels:
                 raise ValueError(f"render_level must be in 1..{self.n_levels}, got {level}")
-            for block in self.blocks[3 : 3 + level - 1]:
+            for block in self.blocks[self.build_blocks : self.build_blocks + level - 1]:
                 h = block(h, y_frames)
             return self._to_video(self.renderers[level - 1](h, y_frames), n)
 
@@ -222,7 +234,7 @@ class Generator(nn.Module):
             n, t = h5.shape[:2]
             h = h5.reshape(n * t, *h5.shape[2:])  # (N'·T', C, H', W')
             y_frames = _per_frame(y, t)
-            h = self.blocks[3 + k](h, y_frames)
+            h = self.blocks[self.build_blocks + k](h, y_frames)
             levels.append(self._to_video(self.renderers[k + 1](h, y_frames), n))
         return levels
 
