@@ -25,8 +25,10 @@ from tganv2.training.step import Trainer
 
 # Relative to max |fp64|. bf16 keeps 8 significant bits (unit roundoff u = 2⁻⁹ ≈ 0.2 %); inputs, weights
 # and outputs are each rounded once and accumulation is fp32, so a right kernel is within a few u
-# (measured: ≤ 0.6 % over the 60 convs of small-64 on the AVX-512 dev CPU). The bug is ≥ 50 %, usually 1e30.
-CONV_TOLERANCE = 0.02
+# (measured: ≤ 0.6 % over the 60 convs of small-64 on the AVX-512 dev CPU). On an AVX2-only EPYC (no
+# native bf16) the input gradients are less exact: 1.1-2.1 % worst per run over both presets' convs and 16
+# seeds, 2.5 % at this test's seed (2026-12-07). The bug is ≥ 50 %, usually 1e30: 5 % sits between.
+CONV_TOLERANCE = 0.05
 
 _CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
