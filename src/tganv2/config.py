@@ -20,7 +20,7 @@ import yaml
 from .errors import UserError
 from .nn import subsample as subsampling
 from .nn.discriminator import MultiLevelDiscriminator
-from .nn.generator import Generator
+from .nn.generator import Generator, level1_side
 from .nn.subsample import LayerDraw, LevelShape
 
 __all__ = [
@@ -55,7 +55,7 @@ class ModelConfig:
     # --- generator (reference.md §1) ---
     n_frames: int = 16  # frames at level 1 in training (and at inference unless overridden)
     z_dim: int = 256  # latent size; z ~ U(-1, 1)
-    t_size: int = 3  # CLSTM grid size; level 1 is t_size·8 px, the final size t_size·64 with 4 levels
+    t_size: int = 3  # CLSTM grid size; level 1 is t_size·8 px (3 build blocks), t_size·64 after 4 levels
     # Up-blocks between the ConvLSTM and level 1 (3 official); level 1 is t_size·2^build_blocks px. Fewer
     # blocks on a larger grid (e.g. 1 block on 8×8 for 16 px) keep positions in the ConvLSTM's map, as the
     # PyTorch port's Moving-MNIST run (4×4 grid, one build block)
@@ -96,8 +96,7 @@ class ModelConfig:
 
     @property
     def level1_size(self) -> int:
-        """Frame side of level 1: the ConvLSTM grid (t_size) doubled by each build block (t_size·8)."""
-        return self.t_size * 2**self.build_blocks
+        return level1_side(self.t_size, self.build_blocks)
 
     @property
     def resolution(self) -> int:

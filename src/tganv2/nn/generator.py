@@ -21,7 +21,7 @@ from .clstm import ConvLSTM
 from .init import glorot_uniform_, lecun_normal_
 from .subsample import LayerDraw, level_plan, subsample, subsample_batch, subsample_layer
 
-__all__ = ["Generator", "UpBlock", "Renderer", "ConditionalBatchNorm2d", "make_batch_norm"]
+__all__ = ["Generator", "UpBlock", "Renderer", "ConditionalBatchNorm2d", "make_batch_norm", "level1_side"]
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -96,6 +96,11 @@ class Renderer(nn.Module):
         return torch.tanh(self.conv(F.relu(_norm(self.bn, h, y))))  # (B, 3, H, W)
 
 
+def level1_side(t_size: int, build_blocks: int) -> int:
+    """Frame side of level 1: the t×t ConvLSTM grid doubled by each build block (official: t_size·8)."""
+    return t_size * 2**build_blocks
+
+
 def block_channels(
     ch: int, clstm_ch: int, n_levels: int, min_block_ch: int = 0, build_blocks: int = 3
 ) -> list[tuple[int, int]]:
@@ -151,8 +156,7 @@ class Generator(nn.Module):
 
     @property
     def level1_size(self) -> int:
-        """Frame side of level 1: the ConvLSTM grid doubled by each build block."""
-        return self.t_size * 2**self.build_blocks
+        return level1_side(self.t_size, self.build_blocks)
 
     def make_z(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """z ~ U(−1, 1)^(n × z_dim), float32, drawn from ``generator`` on its own device (CPU by default;
