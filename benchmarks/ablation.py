@@ -35,6 +35,9 @@ reduction only > without subsampling, by C3D IS and FID. This script repeats the
   ``--variants`` and ``--seeds``) skips the finished runs and resumes an interrupted one from its last
   checkpoint; ``key=value`` overrides change the base
   preset (e.g. a tiny model in the tests);
+* parallel lanes: the same command with disjoint ``--variants``/``--seeds``, each with its own
+  ``--output``, one process per core; then the full command with ``--merge LANE.json ...`` (nothing left to
+  train) writes the one record, table and chart;
 * outputs: the JSON record, ``--markdown`` (the table) and ``--plot`` (IS and FID, mean ± std)::
 
     .venv/bin/python benchmarks/ablation.py --mode paper --iterations 600 --seeds 0 1 2 --threads 2 \
@@ -56,7 +59,7 @@ import torch
 from tganv2.bench.experiment import (
     Job,
     add_experiment_options,
-    load_runs,
+    load_done,
     make_scorer,
     mean_std,
     record_header,
@@ -283,6 +286,8 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if args.mode == "budget" and args.overrides:
         parser.error("key=value overrides need --mode paper")
+    if args.mode == "budget" and args.merge:
+        parser.error("--merge needs --mode paper")
     if args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     return args
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.mode == "paper":
         try:
-            done = load_runs(args.output, settings_of(args))
+            done = load_done(args.output, args.merge, settings_of(args))
         except UserError as e:
             print(f"ablation.py: error: {e}", file=sys.stderr)
             return 2

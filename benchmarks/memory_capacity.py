@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     try:
-        done = experiment.load_runs(args.output, settings)
+        done = experiment.load_done(args.output, args.merge, settings)
     except UserError as e:
         print(f"memory_capacity.py: error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_OVERRIDES
-from tganv2.bench import plot
+from tganv2.bench import experiment, plot
 from tganv2.metrics.classifier import save_classifier, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +146,54 @@ def test_paper_mode_refuses_a_record_of_other_settings(classifier_path, tmp_path
     assert (
         err.startswith(f"ablation.py: error: {record}: written with other settings (") and "iterations" in err
     )
+
+
+def test_paper_mode_merges_the_records_of_parallel_lanes(classifier_path, tmp_path, monkeypatch, capsys):
+    ablation = _script("ablation")
+    common = ["--mode", "paper", "--iterations", "1", "--seeds", "0", *_scoring(classifier_path), *TINY]
+    args = ablation.parse_args(common)
+    args.classifier_sha256 = experiment.get_classifier(str(classifier_path), seed=0, steps=1).weights_sha256
+    scores = {"frame+batch": (2.5, 100.0), "no-subsampling": (1.5, 300.0)}
+    lanes, lane_runs = [], []
+    for job in ablation.paper_jobs(args):
+        if job.fields["variant"] in scores:
+            cls_is, cls_fid = scores[job.fields["variant"]]
+            run = {"name": job.name, **job.fields, "iterations": 1, "cls_is": cls_is, "cls_fid": cls_fid}
+            lanes.append(tmp_path / f"lane-{len(lanes)}.json")
+            lanes[-1].write_text(json.dumps({"settings": ablation.settings_of(args), "runs": [run]}))
+            lane_runs.append(run)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a merged run was trained again")
+
+    monkeypatch.setattr(experiment, "train", no_training)
+    out = tmp_path / "all.json"
+    merged = [*common, "--variants", *scores, "--output", str(out), "--merge", *map(str, lanes)]
+    assert ablation.main(merged) == 0
+    record = json.loads(out.read_text())
+    assert record["runs"] == lane_runs and record["complete"]
+    assert record["table"]["frame+batch"]["cls_is"] == [2.5, 0.0]
+    assert record["table"]["no-subsampling"]["cls_fid"] == [300.0, 0.0]
+
+    # a lane that is missing, or of other settings: one line naming the record, nothing written
+    capsys.readouterr()
+    out.unlink()
+    missing = tmp_path / "lane-9.json"
+    assert ablation.main([*merged[:-2], str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"ablation.py: error: --merge {missing}: no such record"
+    lanes[1].write_text(json.dumps({"settings": {"iterations": 5}, "runs": []}))
+    assert ablation.main(merged) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ablation.py: error: {lanes[1]}: written with other settings (")
+    assert "\n" not in err
+    other_score = {**lane_runs[0], "cls_is": 9.0, "sec_per_it": 1.0}  # the same run, scored otherwise
+    lanes[1].write_text(json.dumps({"settings": ablation.settings_of(args), "runs": [other_score]}))
+    assert ablation.main(merged) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ablation.py: error: --merge {lanes[1]}: "
+        "run frame+batch-seed0 differs from its copy in another record"
+    )
+    assert not out.exists()
 
 
 def test_memory_capacity_trains_each_n_and_plots_is_against_n(classifier_path, tmp_path, monkeypatch):

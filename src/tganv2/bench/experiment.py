@@ -6,6 +6,9 @@ Each ``Job`` is one ``tganv2 train`` run (``tganv2.training.loop.train``) in its
 generator). The JSON record is rewritten, atomically, after every finished job, so a killed experiment is
 resumed by rerunning its command: finished jobs are read back from the record, and an interrupted job
 resumes from its last checkpoint (``train``'s own resume). A record written with other settings is refused.
+One experiment can also run as parallel lanes, one process per core: the same command with disjoint
+``--seeds``/``--variants`` and its own ``--output``; the full command with ``--merge LANE.json ...`` then
+reads every lane's finished runs and writes the one record, table and chart.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "mean_std",
     "write_json",
     "load_runs",
+    "load_done",
     "run_jobs",
     "format_seconds",
 ]
@@ -77,6 +81,14 @@ def add_experiment_options(parser, workdir: str, plot_help: str) -> None:
     parser.add_argument("--output", default=None, help="write the JSON record here")
     parser.add_argument("--markdown", default=None, help="write the Markdown table here")
     parser.add_argument("--plot", default=None, help=plot_help)
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="RECORD",
+        help="finished runs of these records count as done: the records of parallel lanes (the same "
+        "command with other --seeds or --variants and its own --output); their settings must match",
+    )
 
 
 def make_scorer(args):
@@ -140,6 +152,24 @@ def load_runs(path: str | Path | None, settings: dict) -> list[dict]:
             "and --workdir"
         )
     return list(record.get("runs", []))
+
+
+def load_done(output: str | Path | None, merge: list[str], settings: dict) -> list[dict]:
+    """The finished runs of the record at ``output`` (none if it does not exist yet) and of every record in
+    ``merge`` (each must exist), all written with ``settings``. A run found in two records must agree on
+    everything but its timing."""
+    runs = {run["name"]: run for run in load_runs(output, settings)}
+
+    def untimed(run: dict) -> dict:
+        return {k: v for k, v in run.items() if k not in ("train_seconds", "sec_per_it")}
+
+    for path in merge:
+        if not Path(path).is_file():
+            raise UserError(f"--merge {path}: no such record")
+        for run in load_runs(path, settings):
+            if untimed(runs.setdefault(run["name"], run)) != untimed(run):
+                raise UserError(f"--merge {path}: run {run['name']} differs from its copy in another record")
+    return list(runs.values())
 
 
 def format_seconds(seconds: float) -> str:
