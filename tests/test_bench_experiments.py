@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ from PIL import Image
 
 from conftest import TINY_OVERRIDES
 from tganv2.bench import experiment, plot
+from tganv2.config import load_preset
 from tganv2.metrics.classifier import save_classifier, train_classifier
+from tganv2.training.loop import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [f"{key}={value}" for key, value in TINY_OVERRIDES.items() if key != "train.batch"]
@@ -194,6 +198,27 @@ def test_paper_mode_merges_the_records_of_parallel_lanes(classifier_path, tmp_pa
         "run frame+batch-seed0 differs from its copy in another record"
     )
     assert not out.exists()
+
+
+def test_a_run_stopped_by_a_signal_is_neither_scored_nor_recorded(tmp_path, monkeypatch, capsys):
+    """``train`` returns early on SIGTERM (checkpoint written); the experiment must not score that snapshot
+    as the finished run (it once recorded a run stopped at iteration 203 as 800 iterations)."""
+
+    def stopped(cfg, options):
+        raise TrainingInterrupted(signal.SIGTERM, 203)
+
+    def never(*args, **kwargs):
+        raise AssertionError("an unfinished run was scored or recorded")
+
+    monkeypatch.setattr(experiment, "train", stopped)
+    job = experiment.Job("frame+batch-seed0", load_preset("demo-64"), {"seed": 0})
+    with pytest.raises(SystemExit) as stop:
+        experiment.run_jobs([job], types.SimpleNamespace(score=never), tmp_path, lambda job: 0, on_run=never)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == (
+        "frame+batch-seed0: stopped by signal 15 at iteration 203; checkpoint written; "
+        "rerun the command to resume it\n"
+    )
 
 
 def test_memory_capacity_trains_each_n_and_plots_is_against_n(classifier_path, tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..metrics.classifier import load_classifier, save_classifier, train_classifier
 from ..metrics.scorer import ClassifierScorer
 from ..snapshot import load_generator
-from ..training.loop import RunOptions, train
+from ..training.loop import RunOptions, TrainingInterrupted, train
 
 __all__ = [
     "Job",
@@ -190,7 +190,8 @@ def run_jobs(
     on_run: Callable[[list[dict]], None] = lambda runs: None,  # called with every run so far, after each job
     device: str = "cpu",
 ) -> list[dict]:
-    """Train and score every job not in ``done``; returns the runs in job order."""
+    """Train and score every job not in ``done``; returns the runs in job order. A job stopped by SIGINT or
+    SIGTERM (``TrainingInterrupted``) ends the experiment with exit code 128 + signal, unrecorded."""
     runs = {run["name"]: run for run in done}
     todo = [job for job in jobs if job.name not in runs]
     if len(runs) > 0:
@@ -199,7 +200,11 @@ def run_jobs(
     for k, job in enumerate(todo):
         out = Path(workdir) / job.name
         t0 = time.perf_counter()
-        train(job.cfg, RunOptions(out=out, device=device, progress=sys.stderr.isatty()))
+        try:
+            train(job.cfg, RunOptions(out=out, device=device, progress=sys.stderr.isatty()))
+        except TrainingInterrupted as e:  # resumable, not finished: never scored nor recorded as done
+            print(f"{job.name}: stopped by {e}; rerun the command to resume it", file=sys.stderr, flush=True)
+            raise SystemExit(e.exit_code) from None
         seconds = time.perf_counter() - t0
         generator = load_generator(out / "generator.safetensors", device)
         scores = scorer.score(generator, seed=score_seed(job))

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..snapshot import load_snapshot, snapshot_weights
 from ..threads import free_cpu_cores, usable_cpu_cores
 from .checkpoint import latest_checkpoint
-from .loop import RunOptions, train
+from .loop import RunOptions, TrainingInterrupted, train
 
 # train flags that are shorthands for config keys (the flags first, then the user's key=value overrides)
 _TRAIN_FLAGS = (
@@ -65,7 +65,10 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         accept_changes=args.accept_changes,
     )
-    last = train(cfg, options)
+    try:
+        last = train(cfg, options)
+    except TrainingInterrupted as e:  # the loop printed where it stopped and how to resume
+        return e.exit_code
     if last:
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
         print(f"tganv2 train: done. {shown}")

@@ -60,13 +60,24 @@ from .ema import GeneratorEMA, make_ema
 from .samples import SampleWriter
 from .step import STATS, Trainer
 
-__all__ = ["TrainingDiverged", "RunOptions", "train"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "RunOptions", "train"]
 
 
 class TrainingDiverged(UserError):
     """A non-finite gradient or loss, or weights that must not be saved; names the last good checkpoint."""
 
     exit_code = 3
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped ``train`` before its last iteration, after a checkpoint was written:
+    the run is resumable, not finished. Callers must not treat its snapshot as the final model."""
+
+    def __init__(self, signum: int, iteration: int) -> None:
+        super().__init__(f"signal {signum} at iteration {iteration}; checkpoint written")
+        self.signum = signum
+        self.iteration = iteration
+        self.exit_code = 128 + signum  # the shell's convention for a process ended by a signal
 
 
 def _diverged(out: Path, what: str) -> TrainingDiverged:
@@ -185,7 +196,9 @@ class _StopFlag:
 
 
 def train(cfg: Config, options: RunOptions) -> dict:
-    """Train (or resume) the run in ``options.out``; returns the last logged scalars."""
+    """Train (or resume) the run in ``options.out``; returns the last logged scalars.
+
+    Raises ``TrainingInterrupted`` when SIGINT/SIGTERM stopped the run early (after its checkpoint)."""
     info, device = init_distributed(options.device)
     out = Path(options.out)
     lock = folder_lock(out, "tganv2 train")
@@ -322,9 +335,10 @@ def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.devic
                         "rerun the same command to resume"
                     )
                 break
+    interrupted = stop.signal is not None and trainer.iteration < end  # a signal during the last one: done
     if writer is not None:
         ran = trainer.iteration > start
-        if ran and stop.signal is None:  # the end of the run (not a SIGTERM/SIGINT stop): final samples
+        if ran and not interrupted:  # the end of the run (not a SIGTERM/SIGINT stop): final samples
             if trainer.iteration % cfg.train.sample_every:
                 last.update(writer.write(sampled(), trainer.iteration, weights=weights))
             last.update(_score(scorer, writer, sampled(), trainer.iteration))
@@ -335,6 +349,8 @@ def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.devic
                 "(raise --iterations to extend it)"
             )
         writer.close()
+    if interrupted:
+        raise TrainingInterrupted(stop.signal, trainer.iteration)
     return last
 
 
