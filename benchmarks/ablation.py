@@ -63,7 +63,7 @@ from tganv2.bench.experiment import (
     make_scorer,
     mean_std,
     record_header,
-    run_jobs,
+    run_driver_jobs,
     write_json,
     write_outputs,
 )
@@ -286,8 +286,8 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if args.mode == "budget" and args.overrides:
         parser.error("key=value overrides need --mode paper")
-    if args.mode == "budget" and args.merge:
-        parser.error("--merge needs --mode paper")
+    if args.mode == "budget" and (args.merge or args.report_only):
+        parser.error("--merge and --report-only need --mode paper")
     if args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     return args
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ablation.py: error: {e}", file=sys.stderr)
             return 2
         save = (lambda runs: write_json(args.output, record_of(runs))) if args.output else (lambda runs: None)
-        runs = run_jobs(jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save)
+        runs = run_driver_jobs(jobs, scorer, args, done, save)
     else:
         runs = budget_runs(args, scorer)
     record = record_of(runs)

@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output
         else (lambda runs: None)
     )
-    runs = experiment.run_jobs(
-        jobs, scorer, args.workdir, lambda job: 10_000 + job.fields["seed"], done, save
-    )
+    runs = experiment.run_driver_jobs(jobs, scorer, args, done, save)
     record = record_of(runs)
     experiment.write_outputs(record, markdown_table(record["table"]), args.output, args.markdown)
     if args.plot:

@@ -179,6 +179,14 @@ def test_paper_mode_merges_the_records_of_parallel_lanes(classifier_path, tmp_pa
     assert record["table"]["frame+batch"]["cls_is"] == [2.5, 0.0]
     assert record["table"]["no-subsampling"]["cls_fid"] == [300.0, 0.0]
 
+    # an interim report: one lane so far, nothing trained, the record says it is not complete
+    interim = tmp_path / "interim.json"
+    interim_argv = [*common, "--variants", *scores, "--output", str(interim), "--report-only"]
+    assert ablation.main([*interim_argv, "--merge", str(lanes[0])]) == 0
+    record = json.loads(interim.read_text())
+    assert record["runs"] == lane_runs[:1] and not record["complete"]
+    assert list(record["table"]) == ["frame+batch"]
+
     # a lane that is missing, or of other settings: one line naming the record, nothing written
     capsys.readouterr()
     out.unlink()

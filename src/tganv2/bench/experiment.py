@@ -47,6 +47,7 @@ __all__ = [
     "load_runs",
     "load_done",
     "run_jobs",
+    "run_driver_jobs",
     "format_seconds",
 ]
 
@@ -88,6 +89,12 @@ def add_experiment_options(parser, workdir: str, plot_help: str) -> None:
         metavar="RECORD",
         help="finished runs of these records count as done: the records of parallel lanes (the same "
         "command with other --seeds or --variants and its own --output); their settings must match",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the record, table and chart of the runs finished so far (this --output "
+        "and --merge); the record says complete: false while runs are missing",
     )
 
 
@@ -172,6 +179,20 @@ def load_done(output: str | Path | None, merge: list[str], settings: dict) -> li
     return list(runs.values())
 
 
+def run_driver_jobs(jobs: list[Job], scorer, args, done: list[dict], on_run) -> list[dict]:
+    """``run_jobs`` as the drivers run it (``add_experiment_options``): run directories in ``args.workdir``,
+    job seed S scored with z seed 10,000 + S, and ``--report-only`` trains nothing."""
+    return run_jobs(
+        jobs,
+        scorer,
+        args.workdir,
+        lambda job: 10_000 + job.fields["seed"],
+        done,
+        on_run,
+        train_missing=not args.report_only,
+    )
+
+
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     return (
@@ -189,11 +210,12 @@ def run_jobs(
     done: list[dict] = (),  # finished runs read back from the record (``load_runs``)
     on_run: Callable[[list[dict]], None] = lambda runs: None,  # called with every run so far, after each job
     device: str = "cpu",
+    train_missing: bool = True,  # False: only the finished runs (an interim report of a long experiment)
 ) -> list[dict]:
     """Train and score every job not in ``done``; returns the runs in job order. A job stopped by SIGINT or
     SIGTERM (``TrainingInterrupted``) ends the experiment with exit code 128 + signal, unrecorded."""
     runs = {run["name"]: run for run in done}
-    todo = [job for job in jobs if job.name not in runs]
+    todo = [job for job in jobs if job.name not in runs] if train_missing else []
     if len(runs) > 0:
         print(f"{len(runs)} of {len(jobs)} runs already in the record; {len(todo)} to go", file=sys.stderr)
     start = time.perf_counter()
@@ -229,4 +251,4 @@ def run_jobs(
             file=sys.stderr,
             flush=True,
         )
-    return [runs[job.name] for job in jobs]
+    return [runs[job.name] for job in jobs if job.name in runs]
