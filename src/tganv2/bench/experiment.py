@@ -216,7 +216,11 @@ def run_jobs(
     SIGTERM (``TrainingInterrupted``) ends the experiment with exit code 128 + signal, unrecorded."""
     runs = {run["name"]: run for run in done}
     todo = [job for job in jobs if job.name not in runs] if train_missing else []
-    if len(runs) > 0:
+    if not train_missing:
+        missing = sum(job.name not in runs for job in jobs)
+        summary = f"{len(jobs) - missing} of {len(jobs)} runs finished; {missing} untrained (report only)"
+        print(summary, file=sys.stderr)
+    elif len(runs) > 0:
         print(f"{len(runs)} of {len(jobs)} runs already in the record; {len(todo)} to go", file=sys.stderr)
     start = time.perf_counter()
     for k, job in enumerate(todo):
