@@ -10,6 +10,7 @@ import importlib.util
 import json
 import signal
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -227,6 +228,27 @@ def test_a_run_stopped_by_a_signal_is_neither_scored_nor_recorded(tmp_path, monk
         "frame+batch-seed0: stopped by signal 15 at iteration 203; checkpoint written; "
         "rerun the command to resume it\n"
     )
+
+
+def test_a_resumed_run_is_timed_over_the_iterations_its_process_ran(tmp_path, monkeypatch):
+    """A run resumed from its checkpoint at 600 of 800 iterations: its time per iteration is this process's
+    seconds over 200 iterations, not over 800 (the record once said batch-only ran 1.81 s/it, not 2.92)."""
+    job = experiment.Job("batch-only-seed2", load_preset("demo-64"), {"seed": 2})
+    out = tmp_path / job.name
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "ckpt-0000600.pt").touch()  # where the rerun resumes (only the name is read)
+
+    def resumed(cfg, options):
+        (options.out / "dataset.json").write_text('{"length": 4096}')
+        time.sleep(0.2)
+
+    monkeypatch.setattr(experiment, "train", resumed)
+    monkeypatch.setattr(experiment, "load_generator", lambda path, device: None)
+    scorer = types.SimpleNamespace(score=lambda generator, seed: {"cls_is": 2.0})
+    (run,) = experiment.run_jobs([job], scorer, tmp_path, lambda job: 0)
+    assert run["iterations"] == 800 and run["timed_iterations"] == 200
+    assert run["train_seconds"] >= 0.2
+    assert run["sec_per_it"] == pytest.approx(run["train_seconds"] / 200)
 
 
 def test_memory_capacity_trains_each_n_and_plots_is_against_n(classifier_path, tmp_path, monkeypatch):

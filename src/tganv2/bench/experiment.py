@@ -33,6 +33,7 @@ from ..errors import UserError
 from ..metrics.classifier import load_classifier, save_classifier, train_classifier
 from ..metrics.scorer import ClassifierScorer
 from ..snapshot import load_generator
+from ..training.checkpoint import checkpoint_iteration
 from ..training.loop import RunOptions, TrainingInterrupted, train
 
 __all__ = [
@@ -168,7 +169,7 @@ def load_done(output: str | Path | None, merge: list[str], settings: dict) -> li
     runs = {run["name"]: run for run in load_runs(output, settings)}
 
     def untimed(run: dict) -> dict:
-        return {k: v for k, v in run.items() if k not in ("train_seconds", "sec_per_it")}
+        return {k: v for k, v in run.items() if k not in ("train_seconds", "timed_iterations", "sec_per_it")}
 
     for path in merge:
         if not Path(path).is_file():
@@ -225,6 +226,7 @@ def run_jobs(
     start = time.perf_counter()
     for k, job in enumerate(todo):
         out = Path(workdir) / job.name
+        resumed_at = checkpoint_iteration(out / "checkpoints")  # > 0: an earlier process ran part of it
         t0 = time.perf_counter()
         try:
             train(job.cfg, RunOptions(out=out, device=device, progress=sys.stderr.isatty()))
@@ -235,13 +237,16 @@ def run_jobs(
         generator = load_generator(out / "generator.safetensors", device)
         scores = scorer.score(generator, seed=score_seed(job))
         iterations = job.cfg.train.iterations
+        timed = iterations - resumed_at  # the iterations this process ran (and timed)
+        per_it = seconds / timed if timed > 0 else float("nan")
         runs[job.name] = {
             "name": job.name,
             **job.fields,
             "iterations": iterations,
             "dataset": json.loads((out / "dataset.json").read_text()),  # what the run trained on
             "train_seconds": seconds,  # this process's part (a resumed run's earlier part is not counted)
-            "sec_per_it": seconds / iterations,
+            "timed_iterations": timed,
+            "sec_per_it": per_it if timed > 0 else None,
             **scores,
         }
         on_run([runs[j.name] for j in jobs if j.name in runs])
@@ -249,8 +254,8 @@ def run_jobs(
         eta = elapsed / (k + 1) * (len(todo) - k - 1)
         shown = ", ".join(f"{key} {value:.3f}" for key, value in scores.items() if math.isfinite(value))
         print(
-            f"[{len(runs)}/{len(jobs)}] {job.name}: {iterations} it in {format_seconds(seconds)} "
-            f"({seconds / iterations:.2f} s/it); {shown}; elapsed {format_seconds(elapsed)}, "
+            f"[{len(runs)}/{len(jobs)}] {job.name}: {timed} of {iterations} it in {format_seconds(seconds)} "
+            f"({per_it:.2f} s/it); {shown}; elapsed {format_seconds(elapsed)}, "
             f"ETA {format_seconds(eta)}",
             file=sys.stderr,
             flush=True,

@@ -184,6 +184,12 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_iteration(directory: Path) -> int:
+    """The iteration of the newest checkpoint in ``directory`` (where a rerun resumes); 0 if there is none."""
+    latest = latest_checkpoint(directory)
+    return int(_NAME.match(latest.name).group(1)) if latest else 0
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

@@ -329,11 +329,6 @@ def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.devic
             if it % cfg.train.checkpoint_every == 0 or stopping:
                 _checkpoint(out, cfg, trainer, info, ema)
             if stop.signal is not None:
-                if info.is_main:
-                    print(
-                        f"\ntganv2 train: signal {stop.signal} at iteration {it}; checkpoint written; "
-                        "rerun the same command to resume"
-                    )
                 break
     interrupted = stop.signal is not None and trainer.iteration < end  # a signal during the last one: done
     if writer is not None:
@@ -350,7 +345,10 @@ def _train(cfg: Config, options: RunOptions, info: DistInfo, device: torch.devic
             )
         writer.close()
     if interrupted:
-        raise TrainingInterrupted(stop.signal, trainer.iteration)
+        stopped = TrainingInterrupted(stop.signal, trainer.iteration)
+        if info.is_main:
+            print(f"\ntganv2 train: {stopped}; rerun the same command to resume", flush=True)
+        raise stopped
     return last
 
 
