@@ -238,7 +238,7 @@ def run_jobs(
         scores = scorer.score(generator, seed=score_seed(job))
         iterations = job.cfg.train.iterations
         timed = iterations - resumed_at  # the iterations this process ran (and timed)
-        per_it = seconds / timed if timed > 0 else float("nan")
+        per_it = seconds / timed if timed > 0 else None  # None: the run was complete before this process
         runs[job.name] = {
             "name": job.name,
             **job.fields,
@@ -246,7 +246,7 @@ def run_jobs(
             "dataset": json.loads((out / "dataset.json").read_text()),  # what the run trained on
             "train_seconds": seconds,  # this process's part (a resumed run's earlier part is not counted)
             "timed_iterations": timed,
-            "sec_per_it": per_it if timed > 0 else None,
+            "sec_per_it": per_it,
             **scores,
         }
         on_run([runs[j.name] for j in jobs if j.name in runs])
@@ -255,7 +255,7 @@ def run_jobs(
         shown = ", ".join(f"{key} {value:.3f}" for key, value in scores.items() if math.isfinite(value))
         print(
             f"[{len(runs)}/{len(jobs)}] {job.name}: {timed} of {iterations} it in {format_seconds(seconds)} "
-            f"({per_it:.2f} s/it); {shown}; elapsed {format_seconds(elapsed)}, "
+            f"({per_it or math.nan:.2f} s/it); {shown}; elapsed {format_seconds(elapsed)}, "
             f"ETA {format_seconds(eta)}",
             file=sys.stderr,
             flush=True,

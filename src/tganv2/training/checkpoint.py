@@ -172,11 +172,15 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return stale
 
 
-def _checkpoints(directory: Path) -> list[Path]:
+def _numbered_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of every checkpoint in ``directory``, oldest first."""
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    return [p for _, p in _numbered_checkpoints(directory)]
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -186,8 +190,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 def checkpoint_iteration(directory: Path) -> int:
     """The iteration of the newest checkpoint in ``directory`` (where a rerun resumes); 0 if there is none."""
-    latest = latest_checkpoint(directory)
-    return int(_NAME.match(latest.name).group(1)) if latest else 0
+    found = _numbered_checkpoints(directory)
+    return found[-1][0] if found else 0
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
