@@ -185,3 +185,23 @@ def test_cost_peak_memory_children_get_the_resolved_config_of_each_variant(tmp_p
     assert "divisible by the total batch stride 8" in peak["frame+batch"]["error"]
     assert "error" in peak["batch-only"] and peak["preset"]["peak_memory_gb"] == 0.1
     assert peak["frame-only"] == {**peak["preset"], "same_model_as": "preset"}
+
+
+@pytest.mark.parametrize(
+    "probe_s, sizes_timed", [(1e-4, [256, 2048]), (2e-3, [256, 1024]), (0.5, [256, 256])]
+)
+def test_matmul_rate_shrinks_the_product_a_slow_dtype_cannot_finish_within_the_budget(
+    monkeypatch, probe_s, sizes_timed
+):
+    """bf16 emulated on a CPU (tens of MFLOP/s) would take minutes per 2048² product: the 256² probe's time
+    predicts each size's (∝ size³), the largest within 1 s is timed, and the rate is that product's."""
+    timed: list[int] = []
+
+    def fake_seconds(device, dtype, size, repeats):
+        timed.append(size)
+        return probe_s * (size / 256) ** 3
+
+    monkeypatch.setattr(bench_step, "_best_product_seconds", fake_seconds)
+    rate = bench_step.matmul_tflops("cpu", torch.bfloat16, size=2048, budget_s=1.0)
+    assert timed == sizes_timed
+    assert rate == pytest.approx(2 * 256**3 / probe_s / 1e12)  # the same rate at every size here

@@ -3,6 +3,8 @@ weights, and one D pass over reals and fakes together (all in float64, against t
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -100,6 +102,34 @@ def test_channels_last_step_equals_the_contiguous_step(tiny_cfg):
         assert stats_cl[key] == pytest.approx(stats[key], rel=0, abs=1e-10), key
     for name, grad in grads.items():
         torch.testing.assert_close(grads_cl[name], grad, rtol=0, atol=1e-10, msg=name)
+
+
+def test_moments_written_contiguous_resume_beside_their_own_channels_last_weights(tiny_cfg):
+    """A checkpoint whose weights and Adam moments are contiguous (a CPU run) resumes into channels-last
+    weights (as on CUDA): each moment takes its weight's strides, so the fused Adam pairs them element by
+    element as before, and the next step equals the contiguous run's."""
+    cfg = tiny_cfg(batch=4)
+    clips = to_float(_uint8_clips(cfg, 4)).double()
+    _, _, plain = _float64_step(cfg, clips)  # one step: the moments exist
+    state = copy.deepcopy(plain.state_dict())
+    assert state["opt_d"]["state"][0]["exp_avg"].is_contiguous()
+    resumed = Trainer(cfg, seed=3)
+    resumed.generator.double()
+    resumed.discriminator.double()
+    to_channels_last(resumed.generator, True)
+    to_channels_last(resumed.discriminator, True)
+    resumed.load_state_dict(state)
+    resumed.sample_z = plain.sample_z
+    resumed_weight = resumed.discriminator.levels[0].blocks[1].conv1.weight
+    assert not resumed_weight.is_contiguous()  # channels-last, unlike the checkpoint's
+    moments = resumed.opt_d.state[resumed_weight]
+    assert moments["exp_avg"].stride() == moments["exp_avg_sq"].stride() == resumed_weight.stride()
+    for trainer in (plain, resumed):
+        trainer.step(lambda: (clips, None))
+    for module in ("generator", "discriminator"):
+        ours, theirs = getattr(resumed, module).parameters(), getattr(plain, module).parameters()
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=module)
 
 
 @pytest.mark.parametrize(("preset", "n_classes"), [("small-64", 0), ("ucf101-192-bsr", 3)])

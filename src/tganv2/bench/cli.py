@@ -227,8 +227,8 @@ def _print_step(report: dict) -> None:
     )
     print(
         f"measured matmul rate ({report['matmul_threads']} threads): bf16 "
-        f"{report['bf16_matmul_tflops'] * 1e3:.0f} GFLOP/s, fp32 ({report['fp32_matmul_mode']}) "
-        f"{report['fp32_matmul_tflops'] * 1e3:.0f} GFLOP/s"
+        f"{report['bf16_matmul_tflops'] * 1e3:.3g} GFLOP/s, fp32 ({report['fp32_matmul_mode']}) "
+        f"{report['fp32_matmul_tflops'] * 1e3:.3g} GFLOP/s"
     )
     for name, run in report["variants"].items():
         if run.get("error") or not run.get("median_step_s"):

@@ -66,13 +66,33 @@ def _default_matmul_size(device: torch.device) -> int:
     return 8192 if device.type == "cuda" else 2048
 
 
-def matmul_tflops(device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5) -> float:
-    """Measured dense matmul rate (TFLOP/s) of ``size × size`` operands; the best of ``repeats`` runs."""
+def matmul_tflops(
+    device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5, budget_s: float = 1.0
+) -> float:
+    """Measured dense matmul rate (TFLOP/s) of ``size × size`` operands; the best of ``repeats`` runs.
+
+    A 256² probe first predicts each product's time (as size³); where that exceeds ``budget_s`` the size is
+    halved until it does not (at least 256). bf16 emulated on a CPU without bf16 instructions runs at tens
+    of MFLOP/s, where one 2048² product would take minutes: its rate then comes from a smaller product, in
+    about a second, instead of stalling every ``bench step`` for six minutes.
+    """
     device = torch.device(device)
     size = size or _default_matmul_size(device)
+    probe = _best_product_seconds(device, dtype, _PROBE_SIZE, repeats=1)
+    while size > _PROBE_SIZE and probe * (size / _PROBE_SIZE) ** 3 > budget_s:
+        size //= 2
+    size = max(size, _PROBE_SIZE)
+    return 2 * size**3 / _best_product_seconds(device, dtype, size, repeats) / 1e12
+
+
+_PROBE_SIZE = 256
+
+
+def _best_product_seconds(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
+    """The fastest of ``repeats`` ``size × size`` products, after one warm-up (and lazy init)."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    (a @ b).sum().item()  # warm-up (and lazy init)
+    (a @ b).sum().item()
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
@@ -80,7 +100,7 @@ def matmul_tflops(device: str | torch.device, dtype: torch.dtype, size: int = 0,
         a @ b
         _sync(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
+    return best
 
 
 def _rss_gb(field: str) -> float:

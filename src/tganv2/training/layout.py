@@ -6,7 +6,8 @@ that layout, so converting the weights once is enough: the activations follow wi
 conversion of the inputs. D's ``Conv3d`` weights become ``channels_last_3d``; G's ``Conv2d`` weights
 (blocks, renderers, ConvLSTM) ``channels_last``. Values are unchanged; only strides differ. Gradients and
 Adam's moments take the parameter's layout; ``state_dict`` tensors keep it (snapshots are made contiguous
-before safetensors writes them).
+before safetensors writes them). ``match_state_layouts`` gives a resumed optimiser's moments their
+parameter's layout: the fused Adams read a parameter, its gradient and its moments as flat arrays.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["to_channels_last"]
+__all__ = ["to_channels_last", "match_state_layouts"]
 
 
 def to_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
     """Every Conv3d weight to ``channels_last_3d`` and Conv2d weight to ``channels_last``, in place.
 
     ``enabled=False`` returns the module untouched (the Trainer passes ``device.type == "cuda"``: on the
-    CPU the contiguous kernels are the fast ones). The parameter objects are kept, so optimisers and
+    CPU, oneDNN's Conv3d backward is faster channels-last, but the layout copies it adds around D's
+    weight gradients, pooling and G's upsampling take it back: a ``demo-64`` step measured the same either
+    way, docs/benchmarks.md §4). The parameter objects are kept, so optimisers and
     gradient hooks made before or after still refer to them.
     """
     if not enabled:
@@ -36,3 +39,19 @@ def to_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
         with torch.no_grad():
             layer.weight.data = layer.weight.data.contiguous(memory_format=layout)
     return module
+
+
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor of ``optimizer`` its parameter's strides, in place.
+
+    The fused Adams update a parameter, its gradient and its moments as flat arrays, element by element in
+    memory order. A checkpoint written where the weights are contiguous (a CPU run) and resumed where they
+    are channels-last (CUDA), or the other way round, would otherwise pair each weight with another
+    weight's moments. Values are unchanged; only strides may differ.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

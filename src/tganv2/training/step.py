@@ -59,7 +59,7 @@ from ..losses import discriminator_loss, full_precision, generator_loss, r1_lamb
 from ..nn.subsample import LayerDraw, batch_reductions, subsample_batch
 from .checkpoint import capture_rng, restore_rng
 from .distributed import GradientAverager, all_gather_objects, is_multi_process
-from .layout import to_channels_last
+from .layout import match_state_layouts, to_channels_last
 
 __all__ = [
     "Trainer",
@@ -391,6 +391,8 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        match_state_layouts(self.opt_g)  # moments written with other strides (a CPU run, on CUDA)
+        match_state_layouts(self.opt_d)
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
         self.iteration = int(state["iteration"])
