@@ -66,6 +66,9 @@ def _default_matmul_size(device: torch.device) -> int:
     return 8192 if device.type == "cuda" else 2048
 
 
+_PROBE_SIZE = 256  # the operand size whose product's time predicts the larger ones
+
+
 def matmul_tflops(
     device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5, budget_s: float = 1.0
 ) -> float:
@@ -83,9 +86,6 @@ def matmul_tflops(
         size //= 2
     size = max(size, _PROBE_SIZE)
     return 2 * size**3 / _best_product_seconds(device, dtype, size, repeats) / 1e12
-
-
-_PROBE_SIZE = 256
 
 
 def _best_product_seconds(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:

@@ -7,7 +7,7 @@ conversion of the inputs. D's ``Conv3d`` weights become ``channels_last_3d``; G'
 (blocks, renderers, ConvLSTM) ``channels_last``. Values are unchanged; only strides differ. Gradients and
 Adam's moments take the parameter's layout; ``state_dict`` tensors keep it (snapshots are made contiguous
 before safetensors writes them). ``match_state_layouts`` gives a resumed optimiser's moments their
-parameter's layout: the fused Adams read a parameter, its gradient and its moments as flat arrays.
+parameter's layout, as the fused Adams need.
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ def to_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
 def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
     """Give every per-parameter state tensor of ``optimizer`` its parameter's strides, in place.
 
-    The fused Adams update a parameter, its gradient and its moments as flat arrays, element by element in
-    memory order. A checkpoint written where the weights are contiguous (a CPU run) and resumed where they
-    are channels-last (CUDA), or the other way round, would otherwise pair each weight with another
-    weight's moments. Values are unchanged; only strides may differ.
+    The CPU's fused Adam updates a parameter, its gradient and its moments as flat arrays, element by
+    element in memory order (CUDA's refuses tensors whose layouts differ). A checkpoint written where the
+    weights are contiguous (a CPU run) and resumed where they are channels-last (CUDA), or the other way
+    round, would otherwise pair each weight with another weight's moments. Values are unchanged; only
+    strides may differ.
     """
     for group in optimizer.param_groups:
         for param in group["params"]:
