@@ -202,6 +202,14 @@ def test_matmul_rate_shrinks_the_product_a_slow_dtype_cannot_finish_within_the_b
         return probe_s * (size / 256) ** 3
 
     monkeypatch.setattr(bench_step, "_best_product_seconds", fake_seconds)
-    rate = bench_step.matmul_tflops("cpu", torch.bfloat16, size=2048, budget_s=1.0)
+    rate, size = bench_step.matmul_rate_and_size("cpu", torch.bfloat16, size=2048, budget_s=1.0)
     assert timed == sizes_timed
+    assert size == sizes_timed[-1]
     assert rate == pytest.approx(2 * 256**3 / probe_s / 1e12)  # the same rate at every size here
+
+
+def test_matmul_rate_times_a_size_below_the_probe_as_asked(monkeypatch):
+    timed: list[int] = []
+    monkeypatch.setattr(bench_step, "_best_product_seconds", lambda d, t, size, r: timed.append(size) or 1.0)
+    assert bench_step.matmul_rate_and_size("cpu", torch.float32, size=64)[1] == 64
+    assert timed == [64]  # no probe: nothing to shrink

@@ -45,6 +45,7 @@ from .cost import train_step_gflops
 
 __all__ = [
     "matmul_tflops",
+    "matmul_rate_and_size",
     "step_config",
     "matmul_rates",
     "measured_rates",
@@ -72,20 +73,27 @@ _PROBE_SIZE = 256  # the operand size whose product's time predicts the larger o
 def matmul_tflops(
     device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5, budget_s: float = 1.0
 ) -> float:
-    """Measured dense matmul rate (TFLOP/s) of ``size × size`` operands; the best of ``repeats`` runs.
+    """Measured dense matmul rate (TFLOP/s) of ``size × size`` operands; the best of ``repeats`` runs."""
+    return matmul_rate_and_size(device, dtype, size, repeats, budget_s)[0]
 
-    A 256² probe first predicts each product's time (as size³); where that exceeds ``budget_s`` the size is
-    halved until it does not (at least 256). bf16 emulated on a CPU without bf16 instructions runs at tens
-    of MFLOP/s, where one 2048² product would take minutes: its rate then comes from a smaller product, in
-    about a second, instead of stalling every ``bench step`` for six minutes.
+
+def matmul_rate_and_size(
+    device: str | torch.device, dtype: torch.dtype, size: int = 0, repeats: int = 5, budget_s: float = 1.0
+) -> tuple[float, int]:
+    """``matmul_tflops`` and the operand size it timed, which may be smaller than ``size``:
+
+    a 256² probe first predicts each product's time (as size³); where that exceeds ``budget_s`` the size is
+    halved until it does not (down to 256). bf16 emulated on a CPU without bf16 instructions runs at about
+    1 GFLOP/s, where one 2048² product takes a minute: its rate then comes from a smaller product, in about a
+    second, instead of stalling every ``bench step`` for six minutes.
     """
     device = torch.device(device)
     size = size or _default_matmul_size(device)
-    probe = _best_product_seconds(device, dtype, _PROBE_SIZE, repeats=1)
-    while size > _PROBE_SIZE and probe * (size / _PROBE_SIZE) ** 3 > budget_s:
-        size //= 2
-    size = max(size, _PROBE_SIZE)
-    return 2 * size**3 / _best_product_seconds(device, dtype, size, repeats) / 1e12
+    if size > _PROBE_SIZE:
+        probe = _best_product_seconds(device, dtype, _PROBE_SIZE, repeats=1)
+        while size > _PROBE_SIZE and probe * (size / _PROBE_SIZE) ** 3 > budget_s:
+            size //= 2
+    return 2 * size**3 / _best_product_seconds(device, dtype, size, repeats) / 1e12, size
 
 
 def _best_product_seconds(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
@@ -136,11 +144,14 @@ def _child_setup(spec: dict) -> torch.device:
 
 def matmul_rates(device: torch.device, size: int = 0) -> dict:
     """The matmul rates of this process as it is set up (call after ``_child_setup``)."""
+    bf16_tflops, bf16_size = matmul_rate_and_size(device, torch.bfloat16, size)
+    # fp32 as training computes it: TF32 tensor cores on CUDA (configure_backends), IEEE fp32 on CPU
+    fp32_tflops, fp32_size = matmul_rate_and_size(device, torch.float32, size)
     return {
-        "bf16_matmul_tflops": matmul_tflops(device, torch.bfloat16, size),
-        # fp32 as training computes it: TF32 tensor cores on CUDA (configure_backends), IEEE fp32 on CPU
-        "fp32_matmul_tflops": matmul_tflops(device, torch.float32, size),
-        "matmul_size": size or _default_matmul_size(device),
+        "bf16_matmul_tflops": bf16_tflops,
+        "fp32_matmul_tflops": fp32_tflops,
+        "matmul_size": fp32_size,
+        "bf16_matmul_size": bf16_size,  # smaller where bf16 is emulated (see matmul_rate_and_size)
         "fp32_matmul_mode": "tf32"
         if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
         else "ieee",
