@@ -193,7 +193,7 @@ def test_cost_peak_memory_children_get_the_resolved_config_of_each_variant(tmp_p
 def test_matmul_rate_shrinks_the_product_a_slow_dtype_cannot_finish_within_the_budget(
     monkeypatch, probe_s, sizes_timed
 ):
-    """bf16 emulated on a CPU (tens of MFLOP/s) would take minutes per 2048² product: the 256² probe's time
+    """bf16 emulated on a CPU (about 1 GFLOP/s) takes a minute per 2048² product: the 256² probe's time
     predicts each size's (∝ size³), the largest within 1 s is timed, and the rate is that product's."""
     timed: list[int] = []
 

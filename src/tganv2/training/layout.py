@@ -6,8 +6,8 @@ that layout, so converting the weights once is enough: the activations follow wi
 conversion of the inputs. D's ``Conv3d`` weights become ``channels_last_3d``; G's ``Conv2d`` weights
 (blocks, renderers, ConvLSTM) ``channels_last``. Values are unchanged; only strides differ. Gradients and
 Adam's moments take the parameter's layout; ``state_dict`` tensors keep it (snapshots are made contiguous
-before safetensors writes them). ``match_state_layouts`` gives a resumed optimiser's moments their
-parameter's layout, as the fused Adams need.
+before safetensors writes them). ``match_state_layouts`` (a load hook of the Trainer's optimisers) gives
+resumed moments their parameter's layout, as the fused Adams need.
 """
 
 from __future__ import annotations

@@ -84,10 +84,13 @@ _CLEAN = len(STATS)  # accumulator slot: iterations of this window that ended wi
 def make_optimizer(module: nn.Module, cfg: Config, lr: float | None = None) -> torch.optim.Adam:
     """Adam(1e-4, β = (0, 0.9), eps 8e-8), as both official optimisers (``lr``, if given, replaces
     train.lr); fused (step counters are device tensors, and it takes ``found_inf``). The eps convention is
-    applied per step by ``adam_eps``."""
+    applied per step by ``adam_eps``. A loaded state's moments take their weights' strides
+    (``match_state_layouts``: a CPU checkpoint resumed on CUDA, where the weights are channels-last)."""
     t = cfg.train
     lr = t.lr if lr is None else lr
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(t.betas), eps=t.adam_eps, fused=True)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(t.betas), eps=t.adam_eps, fused=True)
+    optimizer.register_load_state_dict_post_hook(match_state_layouts)
+    return optimizer
 
 
 def adam_eps(eps: float, beta2: float, t: int, convention: str) -> float:
@@ -391,8 +394,6 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        match_state_layouts(self.opt_g)  # moments written with other strides (a CPU run, on CUDA)
-        match_state_layouts(self.opt_d)
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
         self.iteration = int(state["iteration"])
