@@ -77,6 +77,50 @@ def test_flop_utilisation_is_step_flops_over_time_over_the_rate_of_the_precision
     assert run["mfu"] == pytest.approx(run["train_step_gflops"] / 0.5 / 1e3 / 2.0)  # bf16: the bf16 rate
 
 
+@pytest.mark.parametrize(
+    "precision, bf16_rate, printed, hidden",
+    [
+        ("fp32", 2.0, "25.0% of the fp32 matmul rate (12.5% of the faster bf16 rate)", None),
+        ("fp32", 0.001, "25.0% of the fp32 matmul rate", "of the faster"),  # emulated bf16: 25000 %
+        ("bf16", 0.5, "50.0% of the bf16 matmul rate (25.0% of the faster fp32 rate)", None),
+    ],
+)
+def test_printed_mfu_names_the_other_precision_only_where_its_rate_is_faster(
+    capsys, precision, bf16_rate, printed, hidden
+):
+    from tganv2.bench.cli import _print_step
+
+    rates = {**_FAKE_RATES, "bf16_matmul_tflops": bf16_rate}  # fp32 1 TFLOP/s
+    achieved = 0.25  # TFLOP/s
+    run = {
+        "iterations_per_s": 2.0,
+        "median_step_s": 0.5,
+        "peak_memory_gb": 0.1,
+        "train_step_gflops": achieved * 0.5 * 1e3,
+        "mfu": achieved / (bf16_rate if precision == "bf16" else 1.0),
+        "mfu_vs_bf16_matmul": achieved / bf16_rate,
+        "mfu_vs_fp32_matmul": achieved / 1.0,
+    }
+    report = {
+        **rates,
+        "preset": "small-64",
+        "device": "cpu",
+        "device_name": "cpu",
+        "date": "2026-12-07",
+        "precision": precision,
+        "compile": False,
+        "batch": 4,
+        "repeats": 1,
+        "iters": 2,
+        "warmup": 1,
+        "variants": {"preset": run},
+    }
+    _print_step(report)
+    out = capsys.readouterr().out
+    assert printed in out
+    assert hidden is None or hidden not in out
+
+
 def test_cpu_search_picks_the_largest_batch_predicted_within_budget(monkeypatch):
     """Peak RSS = 1 GB + 0.1 GB per sample: a 4 GB budget allows 30 samples, so 16 from a batch of 4."""
     calls = []
