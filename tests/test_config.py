@@ -206,6 +206,7 @@ MODEL_CASES = [
     (["model.n_classes=-1"], "model.n_classes must be >= 0"),
     (["model.bn_eps=0"], "model.bn_eps must be a finite number > 0"),
     (["model.bn_eps=.nan"], "model.bn_eps must be a finite number > 0"),
+    (["model.upsample=bicubic"], "model.upsample must be nearest or bilinear, got 'bicubic'"),
     (["model.clstm_forget_bias=.inf"], "model.clstm_forget_bias must be finite"),
     (["model.frame_strides=[0, 2, 2]"], "model.frame_strides must all be >= 1, got [0, 2, 2]"),
     (["model.batch_strides=[1, -2, 1]"], "model.batch_strides must all be >= 1"),

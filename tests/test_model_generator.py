@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import tganv2.nn.subsample as subsample_module
-from tganv2.config import build_generator, level_shapes, load_preset
+from tganv2.config import build_generator, level_shapes, load_config, load_preset
 from tganv2.nn.clstm import ConvLSTM, ConvLSTMCell
 from tganv2.nn.generator import ConditionalBatchNorm2d, Generator, Renderer, UpBlock, block_channels
 from tganv2.nn.subsample import LayerDraw
@@ -424,6 +424,35 @@ def test_up_block_matches_hand_written():
     out = block(x)
     assert out.shape == (5, 3, 6, 6)
     torch.testing.assert_close(out, h + sc)
+
+
+def _bilinear2(x: torch.Tensor) -> torch.Tensor:
+    """×2 bilinear with half-pixel centres by hand: each output is 3/4 of its nearest input and 1/4 of the
+    next one along each axis, the border repeated."""
+
+    def along(x: torch.Tensor, dim: int) -> torch.Tensor:
+        n = x.shape[dim]
+        before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)  # x[i − 1], clamped
+        after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)  # x[i + 1], clamped
+        even, odd = 0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after  # outputs 2i and 2i + 1
+        return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+    return along(along(x, 2), 3)
+
+
+def test_bilinear_up_block_matches_hand_written():
+    block = UpBlock(4, 3, upsample="bilinear").double().train()
+    x = torch.randn(5, 4, 3, 3, dtype=torch.float64)
+    h = F.conv2d(_bilinear2(_bn_train(x).relu()), block.conv1.weight, block.conv1.bias, padding=1)
+    h = F.conv2d(_bn_train(h).relu(), block.conv2.weight, block.conv2.bias, padding=1)
+    sc = F.conv2d(_bilinear2(x), block.shortcut.weight, block.shortcut.bias)
+    torch.testing.assert_close(block(x), h + sc)
+
+
+def test_generator_passes_its_upsampling_to_every_up_block():
+    gen = build_generator(load_config("demo-64", overrides=["model.upsample=bilinear"]))
+    assert [block.upsample for block in gen.blocks] == ["bilinear"] * len(gen.blocks)
+    assert {block.upsample for block in build_generator(load_config("demo-64")).blocks} == {"nearest"}
 
 
 def test_renderer_matches_hand_written():

@@ -13,10 +13,11 @@ from tganv2.errors import UserError, WeightsError
 from tganv2.snapshot import load_generator, load_snapshot, read_snapshot_config, save_generator
 
 
-@pytest.fixture
-def trained(tiny_cfg):
-    """A tiny generator after a few training-mode forwards (non-trivial BN running statistics)."""
-    cfg = tiny_cfg(n_classes=0)
+@pytest.fixture(params=["nearest", "bilinear"])
+def trained(tiny_cfg, request):
+    """A tiny generator after a few training-mode forwards (non-trivial BN running statistics), with
+    each upsampling of its up-blocks (the snapshot's config must rebuild the same one)."""
+    cfg = tiny_cfg(f"model.upsample={request.param}", n_classes=0)
     gen = build_generator(cfg).train()
     for seed in range(3):
         gen(gen.make_z(4), rng=torch.Generator().manual_seed(seed))
@@ -36,6 +37,7 @@ def test_round_trip_is_bit_exact(tmp_path, trained):
     for key, value in gen.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert loaded.blocks[0].bn1.num_batches_tracked == 3
+    assert {block.upsample for block in loaded.blocks} == {cfg.model.upsample}
     z = gen.make_z(3, torch.Generator().manual_seed(9))
     with torch.no_grad():
         for level in (1, 4):

@@ -20,7 +20,7 @@ import yaml
 from .errors import UserError
 from .nn import subsample as subsampling
 from .nn.discriminator import MultiLevelDiscriminator
-from .nn.generator import Generator, level1_side
+from .nn.generator import UPSAMPLE_MODES, Generator, level1_side
 from .nn.subsample import LayerDraw, LevelShape
 
 __all__ = [
@@ -79,6 +79,9 @@ class ModelConfig:
     use_avg_pooling: bool = False  # ablation: mean over frame groups instead of strided sampling
     render_level: int = 4  # level rendered at inference (1..n_levels)
     bn_eps: float = 2e-5  # Chainer's BatchNormalization eps
+    # ×2 upsampling in G's up-blocks: "nearest" (Chainer's unpooling, official) or "bilinear". Nearest carries
+    # each cell of a small ConvLSTM grid up as a flat square (demo-64's 2×2 grid: 16 px blocks at 64 px)
+    upsample: str = "nearest"
     # --- discriminator (reference.md §2) ---
     d_ch: int = 64  # width of the first 3D ResNet block (64-128-256-512-1024)
     # StyleGAN's minibatch standard deviation before D's last block, over groups of this many videos
@@ -366,6 +369,8 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.bn_eps must be a finite number > 0, got {m.bn_eps}")
     if not math.isfinite(m.clstm_forget_bias):
         raise ConfigError(f"model.clstm_forget_bias must be finite, got {m.clstm_forget_bias}")
+    if m.upsample not in UPSAMPLE_MODES:
+        raise ConfigError(f"model.upsample must be {' or '.join(UPSAMPLE_MODES)}, got {m.upsample!r}")
     n = len(m.frame_strides)
     if len(m.batch_strides) != n or len(m.crop_factors) != n:
         raise ConfigError(
@@ -552,6 +557,7 @@ def build_generator(cfg: Config):
         use_avg_pooling=m.use_avg_pooling,
         render_level=m.render_level,
         bn_eps=m.bn_eps,
+        upsample=m.upsample,
     )
 
 

@@ -56,8 +56,13 @@ def _per_frame(y: Tensor | None, frames: int) -> Tensor | None:
     return None if y is None else y[:, None].expand(-1, frames).reshape(-1)
 
 
-def _upsample(x: Tensor) -> Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")  # Chainer unpooling_2d(k=2) = nearest ×2
+# ×2 upsampling of the up-blocks: "nearest" is Chainer's unpooling_2d(k=2), the official; "bilinear"
+# (half-pixel centres) does not carry the ConvLSTM grid's cells up as flat squares (see ModelConfig.upsample)
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def _upsample(x: Tensor, mode: str) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode=mode)
 
 
 class UpBlock(nn.Module):
@@ -69,8 +74,12 @@ class UpBlock(nn.Module):
         out_channels: int,  # channels after the block (hidden = out)
         n_classes: int = 0,  # > 0: class-conditional BN
         bn_eps: float = 2e-5,  # Chainer's BN eps
+        upsample: str = "nearest",  # one of UPSAMPLE_MODES
     ) -> None:
         super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         self.bn1 = make_batch_norm(in_channels, n_classes, bn_eps)
         self.conv1 = glorot_uniform_(nn.Conv2d(in_channels, out_channels, 3, padding=1), math.sqrt(2))
         self.bn2 = make_batch_norm(out_channels, n_classes, bn_eps)
@@ -79,9 +88,9 @@ class UpBlock(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x: ``(B, C_in, H, W)`` with B = N·T → ``(B, C_out, 2H, 2W)``; no activation after the sum."""
-        h = self.conv1(_upsample(F.relu(_norm(self.bn1, x, y))))
+        h = self.conv1(_upsample(F.relu(_norm(self.bn1, x, y)), self.upsample))
         h = self.conv2(F.relu(_norm(self.bn2, h, y)))
-        return h + self.shortcut(_upsample(x))
+        return h + self.shortcut(_upsample(x, self.upsample))
 
 
 class Renderer(nn.Module):
@@ -137,6 +146,7 @@ class Generator(nn.Module):
         use_avg_pooling: bool = False,  # ablation: mean over frame groups instead of strided frames
         render_level: int = 4,  # level rendered in eval mode (1..L)
         bn_eps: float = 2e-5,  # Chainer's BN eps
+        upsample: str = "nearest",  # the up-blocks' ×2 upsampling, one of UPSAMPLE_MODES (nearest official)
     ) -> None:
         super().__init__()
         if not 1 <= build_blocks <= 3:
@@ -150,7 +160,7 @@ class Generator(nn.Module):
         self.fc = lecun_normal_(nn.Linear(z_dim, t_size * t_size * clstm_ch))
         self.clstm = ConvLSTM(clstm_ch, n_layers, clstm_kernel, clstm_forget_bias)
         channels = block_channels(ch, clstm_ch, self.n_levels, min_block_ch, build_blocks)
-        self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps) for i, o in channels)
+        self.blocks = nn.ModuleList(UpBlock(i, o, n_classes, bn_eps, upsample) for i, o in channels)
         renderer_inputs = [o for _, o in channels[build_blocks - 1 :]]  # level 1's, then one per next level
         self.renderers = nn.ModuleList(Renderer(o, out_channels, n_classes, bn_eps) for o in renderer_inputs)
 
