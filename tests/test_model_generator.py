@@ -450,9 +450,11 @@ def test_bilinear_up_block_matches_hand_written():
 
 
 def test_generator_passes_its_upsampling_to_every_up_block():
-    gen = build_generator(load_config("demo-64", overrides=["model.upsample=bilinear"]))
+    gen = build_generator(load_config("demo-64"))  # the preset's bilinear
     assert [block.upsample for block in gen.blocks] == ["bilinear"] * len(gen.blocks)
-    assert {block.upsample for block in build_generator(load_config("demo-64")).blocks} == {"nearest"}
+    nearest = build_generator(load_config("demo-64", overrides=["model.upsample=nearest"]))
+    assert {block.upsample for block in nearest.blocks} == {"nearest"}
+    assert {block.upsample for block in build_generator(load_config("small-64")).blocks} == {"nearest"}
 
 
 def test_renderer_matches_hand_written():
