@@ -80,7 +80,7 @@ class ModelConfig:
     render_level: int = 4  # level rendered at inference (1..n_levels)
     bn_eps: float = 2e-5  # Chainer's BatchNormalization eps
     # ×2 upsampling in G's up-blocks: "nearest" (Chainer's unpooling, official) or "bilinear". Nearest carries
-    # each cell of a small ConvLSTM grid up as a flat square (demo-64's 2×2 grid: 16 px blocks at 64 px)
+    # each cell of a small ConvLSTM grid up as a flat square (2×2 grid: 16 px at 64 px); demo-64 is bilinear
     upsample: str = "nearest"
     # --- discriminator (reference.md §2) ---
     d_ch: int = 64  # width of the first 3D ResNet block (64-128-256-512-1024)
