@@ -186,9 +186,10 @@ def _convert_one(job: Job, rows: int, cols: int, min_frames: int) -> tuple[int, 
 
 
 def _pool_context():
-    """fork where it is safe (no CUDA in this process): workers start in milliseconds, not seconds."""
-    if "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():
-        return multiprocessing.get_context("fork")
+    """spawn, never fork: a forked worker copies this process's helper threads half-alive. One whose parent
+    had decoded or encoded video before hung for good in PyAV's ``to_ndarray`` (swscale's ``sws_frame_setup``
+    joining a slice thread that exists only in the parent; a pytest worker, 2026-12-07); CUDA and OpenMP
+    carry the same hazard. A spawned worker costs about a second to start, once per pool."""
     return multiprocessing.get_context("spawn")
 
 
@@ -211,7 +212,7 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
                 record(i, *_convert_one(job, rows, cols, min_frames))
                 progress.advance(task)
     else:
-        # The pool forks its workers at the first submit, before the progress bar starts its thread.
+        # The pool starts its workers at the first submit, before the progress bar starts its thread.
         pool = ProcessPoolExecutor(
             workers, mp_context=_pool_context(), initializer=init_worker, initargs=(os.getpid(),)
         )
