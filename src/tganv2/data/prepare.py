@@ -212,7 +212,6 @@ def _run_jobs(jobs: list[Job], summary: SplitSummary, rows: int, cols: int, work
                 record(i, *_convert_one(job, rows, cols, min_frames))
                 progress.advance(task)
     else:
-        # The pool starts its workers at the first submit, before the progress bar starts its thread.
         pool = ProcessPoolExecutor(
             workers, mp_context=_pool_context(), initializer=init_worker, initargs=(os.getpid(),)
         )
