@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -36,8 +37,9 @@ def test_every_preset_loads_and_round_trips(name):
     cfg = load_preset(name)
     assert cfg.preset == name
     assert config_from_dict(config_to_dict(cfg)) == cfg
-    # the data are opened at model.resolution, which must be the size of the last level
-    assert level_shapes(cfg)[-1][2:] == (cfg.model.resolution, cfg.model.resolution)
+    # the data are opened at model.resolution: the last level's side, or a crop of it (demo-64)
+    side = level_shapes(cfg)[-1][2]
+    assert side * math.prod(cfg.model.crop_factors) == cfg.model.resolution == cfg.model.render_size()
 
 
 def test_resolution_follows_the_number_of_levels():
@@ -69,10 +71,10 @@ def test_preset_specifics():
     assert load_preset("no-subsampling").model.frame_strides == [1, 1, 1]
     assert load_preset("batch-only").model.frame_strides == [1, 1, 1]
     assert load_preset("small-64").model.resolution == 64
-    # the demo: 3 levels of 16/8/4 frames at 16/32/64 px, batch halved at the last level
+    # the demo: 3 levels of 16/8/4 frames at 16/32 px and 32 px crops of the 64 px frames, batch 8 at each
     demo = load_preset("demo-64")
     assert demo.model.resolution == 64 and demo.model.render_level == 3
-    assert level_shapes(demo) == [(8, 16, 16, 16), (8, 8, 32, 32), (4, 4, 64, 64)]
+    assert level_shapes(demo) == [(8, 16, 16, 16), (8, 8, 32, 32), (8, 4, 32, 32)]
     # StyleGAN's minibatch std in the demo's D only; every paper preset keeps the official D
     assert demo.model.d_mbstd_group == 4
     assert all(load_preset(name).model.d_mbstd_group == 0 for name in PRESETS if name != "demo-64")

@@ -56,7 +56,15 @@ def test_build_blocks_keep_the_level_sizes(tiny_cfg, t_size, build_blocks):
 
     Renderer l reads block (k + l − 1)'s output; the parameter count is the closed form of the layout."""
     cfg = tiny_cfg(
-        preset="demo-64", t_size=t_size, build_blocks=build_blocks, clstm_ch=16, ch=2, min_block_ch=4, z_dim=8
+        "model.batch_strides=[1, 2]",  # whole frames at every level (demo-64 crops its last one)
+        "model.crop_factors=[1, 1]",
+        preset="demo-64",
+        t_size=t_size,
+        build_blocks=build_blocks,
+        clstm_ch=16,
+        ch=2,
+        min_block_ch=4,
+        z_dim=8,
     )
     gen = build_generator(cfg).train()
     levels = gen(gen.make_z(4), rng=_rng())
