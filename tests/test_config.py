@@ -38,8 +38,10 @@ def test_every_preset_loads_and_round_trips(name):
     assert cfg.preset == name
     assert config_from_dict(config_to_dict(cfg)) == cfg
     # the data are opened at model.resolution: the last level's side, or a crop of it (demo-64)
-    side = level_shapes(cfg)[-1][2]
-    assert side * math.prod(cfg.model.crop_factors) == cfg.model.resolution == cfg.model.render_size()
+    height, width = level_shapes(cfg)[-1][2:]
+    crop = math.prod(cfg.model.crop_factors)
+    assert (height * crop, width * crop) == (cfg.model.resolution, cfg.model.resolution)
+    assert cfg.model.render_size() == cfg.model.resolution
 
 
 def test_resolution_follows_the_number_of_levels():
