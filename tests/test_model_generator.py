@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import tganv2.nn.generator as generator_module
 import tganv2.nn.subsample as subsample_module
 from tganv2.config import build_generator, level_shapes, load_config, load_preset
 from tganv2.nn.clstm import ConvLSTM, ConvLSTMCell
@@ -455,6 +456,21 @@ def test_bilinear_up_block_matches_hand_written():
     h = F.conv2d(_bn_train(h).relu(), block.conv2.weight, block.conv2.bias, padding=1)
     sc = F.conv2d(_bilinear2(x), block.shortcut.weight, block.shortcut.bias)
     torch.testing.assert_close(block(x), h + sc)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_cpu_upsampling_gives_the_contiguous_kernels_bits(mode):
+    """The CPU route through the channels-last kernel changes no bit, forward or backward, and hands back
+    a contiguous map (the run histories in the README were trained before it)."""
+    x = torch.randn(12, 32, 16, 16)  # (B, C, H, W), a demo-64 level-2 map
+    grad = torch.randn(12, 32, 32, 32)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = generator_module._upsample(ours, mode)
+    expected = F.interpolate(ref, scale_factor=2, mode=mode)
+    out.backward(grad)
+    expected.backward(grad)
+    assert out.is_contiguous() and torch.equal(out, expected)
+    assert torch.equal(ours.grad, ref.grad)
 
 
 def test_generator_passes_its_upsampling_to_every_up_block():
